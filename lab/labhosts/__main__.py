@@ -1,0 +1,69 @@
+"""Command line: python -m labhosts {up,down,status,ssh} ..."""
+
+import argparse
+import json
+import os
+import sys
+
+import yaml
+
+from . import lab
+from .errors import LabError
+from .topology import parse
+
+
+def host_arg(text):
+    """NAME[:GROUP,GROUP][+DEVICE...] -> a host entry of the lab spec."""
+    head, *devices = text.split("+")
+    name, _sep, groups = head.partition(":")
+    return {"name": name, "groups": [g for g in groups.split(",") if g], "devices": devices}
+
+
+def _spec(args):
+    spec = {}
+    if args.spec:
+        with open(args.spec, encoding="utf-8") as src:
+            spec = yaml.safe_load(src) or {}
+    if args.lab:
+        spec["lab"] = args.lab
+    if args.host:
+        spec["hosts"] = [host_arg(h) for h in args.host]
+    return parse(spec)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="labhosts", description="Lab hosts booting their own systemd.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="bring a lab up (tears down a stale one of that name first)")
+    p_up.add_argument("--spec", help="YAML file: {lab: NAME, hosts: [{name, groups, devices}]}")
+    p_up.add_argument("--lab", help="lab name (overrides the spec's)")
+    p_up.add_argument("--host", action="append",
+                      help="NAME[:GROUP,GROUP][+kvm][+tun], repeatable (replaces the spec's hosts)")
+    p_down = sub.add_parser("down", help="remove a lab and everything it left behind")
+    p_down.add_argument("lab")
+    p_status = sub.add_parser("status", help="print a lab's state as JSON (or the list of labs)")
+    p_status.add_argument("lab", nargs="?")
+    p_ssh = sub.add_parser("ssh", help="ssh into a lab host")
+    p_ssh.add_argument("lab")
+    p_ssh.add_argument("host")
+    p_ssh.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            state = lab.up(_spec(args))
+            print(json.dumps({"lab": state["lab"], "inventory": state["inventory"]}))
+        elif args.cmd == "down":
+            lab.down(args.lab)
+        elif args.cmd == "status":
+            print(json.dumps(lab.load_state(args.lab) if args.lab else lab.labs(), indent=2))
+        elif args.cmd == "ssh":
+            state = lab.load_state(args.lab)
+            os.execvp("ssh", ["ssh", "-F", state["ssh_config"], args.host] + args.command)
+    except LabError as exc:
+        print("labhosts: error: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

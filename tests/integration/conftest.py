@@ -1,0 +1,47 @@
+"""Fixtures for tests against real lab hosts."""
+
+import os
+import subprocess
+
+import pytest
+
+from labhosts import lab
+from labhosts.topology import parse
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("integration tests make namespaces, mounts and containers: run them as root")
+
+
+class Lab:
+    """A running lab and ways to reach its hosts."""
+
+    def __init__(self, state):
+        self.state = state
+        self.name = state["lab"]
+
+    def host(self, name):
+        return next(h for h in self.state["hosts"] if h["name"] == name)
+
+    def ssh(self, host, command, check=True, timeout=60, input_text=None):
+        proc = subprocess.run(["ssh", "-F", self.state["ssh_config"], "-o", "BatchMode=yes", host, command],
+                              capture_output=True, text=True, timeout=timeout, input=input_text, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError("ssh %s %r failed (rc=%d): %s" % (host, command, proc.returncode, proc.stderr))
+        return proc
+
+
+@pytest.fixture(scope="session")
+def lab_factory():
+    """Bring labs up by spec; every lab made is torn down at the end, also on failure."""
+    made = []
+
+    def make(spec):
+        topo = parse(spec)
+        made.append(topo.lab)
+        return Lab(lab.up(topo, log=lambda _msg: None))
+
+    yield make
+    for name in made:
+        lab.down(name, log=lambda _msg: None)
