@@ -8,7 +8,7 @@ export HARDWAY_CACHE ?= /var/cache/hardway-cloud
 export PIP_CACHE_DIR ?= $(HARDWAY_CACHE)/pip
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-export PYTHONPATH := $(CURDIR)/lab
+export PYTHONPATH := $(CURDIR)/lab:$(CURDIR)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/tests/roles
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
@@ -27,10 +27,12 @@ help:
 setup:
 	@scripts/setup.sh
 
+LAB_INVENTORY = $(HARDWAY_CACHE)/labs/$(LAB)/inventory.yml
+
 lab: setup
 	$(PY) -m labhosts up --spec $(LAB_SPEC) --lab $(LAB)
-	ansible-playbook -i $(HARDWAY_CACHE)/labs/$(LAB)/inventory.yml -i inventories/lab playbooks/site.yml
-	@echo "lab $(LAB) is up: ssh -F $(HARDWAY_CACHE)/labs/$(LAB)/ssh_config <host>; remove it with: make lab-down"
+	ansible-playbook -i $(LAB_INVENTORY) -i inventories/lab playbooks/site.yml
+	$(PY) -m labhosts summary $(LAB)
 
 lab-down: setup
 	$(PY) -m labhosts down $(LAB)

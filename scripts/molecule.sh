@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every molecule scenario (full test sequence); fails if any scenario fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 failed=()
 for scenario in extensions/molecule/*/molecule.yml; do
   name=$(basename "$(dirname "$scenario")")

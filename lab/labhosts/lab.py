@@ -11,7 +11,7 @@ import yaml
 
 from . import cgroups, host, net, rootfs
 from .errors import LabError
-from .system import comm, kill, run, wait_gone
+from .system import alive, comm, kill, run, wait_gone
 from .topology import controller_link_name, lab_prefix
 
 RELAY_UPSTREAM = "deb.debian.org"
@@ -42,8 +42,32 @@ def _spawn(args, cgroup, log_path):
                                 start_new_session=True, preexec_fn=lambda: cgroups.join(paths))
 
 
-def up(topo, log=_log):
-    """Create every part of the lab; on any failure tear down what was made."""
+def _running(topo):
+    """The state of this lab if it is up, whole, and made from the same spec."""
+    try:
+        state = load_state(topo.lab)
+    except LabError:
+        return None
+    same = [h["name"] for h in state["hosts"]] == [h.name for h in topo.hosts] and all(
+        {k: h[k] for k in ("groups", "devices")} == {"groups": m.groups, "devices": m.devices}
+        for h, m in zip(state["hosts"], topo.hosts))
+    if same and all(alive(h["nspawn_pid"]) and alive(h["leader_pid"]) for h in state["hosts"]):
+        return state
+    return None
+
+
+def up(topo, fresh=False, log=_log):
+    """Bring the lab up; keep it when it already runs as specified (unless fresh).
+
+    Anything else of that name (a different spec, a host that died, what a
+    killed run left) is torn down first. On any failure, what was made is torn
+    down again.
+    """
+    if not fresh:
+        state = _running(topo)
+        if state:
+            log("lab %s is already up as specified: kept" % topo.lab)
+            return state
     down(topo.lab, log=lambda _msg: None)
     started = time.monotonic()
     root_tree = rootfs.ensure(cache_dir(), log=log)

@@ -40,7 +40,7 @@ def lab_factory():
     def make(spec):
         topo = parse(spec)
         made.append(topo.lab)
-        return Lab(lab.up(topo, log=lambda _msg: None))
+        return Lab(lab.up(topo, fresh=True, log=lambda _msg: None))
 
     yield make
     for name in made:

@@ -151,9 +151,9 @@ def _leftovers(name):
 
 def test_up_after_a_killed_run_works_and_down_leaves_nothing(lab_factory):
     name = "it-crash"
-    spec = ["--lab", name, "--host", "n1", "--host", "n2+tun"]
+    cli_args = ["--lab", name, "--host", "n1", "--host", "n2+tun"]
     env = dict(os.environ, PYTHONPATH=os.path.abspath(LAB_DIR))
-    killed = subprocess.Popen([sys.executable, "-m", "labhosts", "up"] + spec, env=env,
+    killed = subprocess.Popen([sys.executable, "-m", "labhosts", "up"] + cli_args, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # kill the harness once a host is booting: namespaces, mounts and
@@ -169,8 +169,13 @@ def test_up_after_a_killed_run_works_and_down_leaves_nothing(lab_factory):
         killed.wait()
     assert _leftovers(name), "the killed run should have left something to clean up"
 
-    second = lab_factory({"lab": name, "hosts": ["n1", {"name": "n2", "devices": ["tun"]}]})
+    spec = {"lab": name, "hosts": ["n1", {"name": "n2", "devices": ["tun"]}]}
+    second = lab_factory(spec)
     assert second.ssh("n1", "systemctl is-system-running").stdout.strip() == "running"
+
+    # up again with the same spec keeps the running hosts (a re-run of make lab)
+    again = lab.up(parse(spec), log=lambda _msg: None)
+    assert [h["leader_pid"] for h in again["hosts"]] == [h["leader_pid"] for h in second.state["hosts"]]
 
     lab.down(name, log=lambda _msg: None)
     assert _leftovers(name) == {}
