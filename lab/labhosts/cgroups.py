@@ -7,6 +7,7 @@ in (so limits that apply to the caller still apply to the lab).
 """
 
 import os
+import subprocess
 
 from .errors import LabError
 
@@ -77,6 +78,15 @@ def join(paths):
     for path in paths:
         with open(os.path.join(path, "cgroup.procs"), "w", encoding="ascii") as procs:
             procs.write(str(os.getpid()))
+
+
+def spawn(name, args, log_path, env=None):
+    """Start a detached process in cgroups of its own, output to log_path."""
+    paths = create(name)
+    with open(log_path, "ab") as log:
+        # pylint: disable-next=subprocess-popen-preexec-fn
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=lambda: join(paths))
 
 
 def lab_dirs(prefix):

@@ -3,7 +3,6 @@
 import os
 import secrets
 import socket
-import subprocess
 
 from . import cgroups
 from .errors import LabError
@@ -55,17 +54,14 @@ def prepare(root, topo, host, controller_pubkey, relay_names):
 
 def start(root, topo, host, log_path):
     """Boot the host; return the nspawn process (its PID 1 is found later)."""
-    paths = cgroups.create(host.cgroup)
     args = ["systemd-nspawn", "--boot", "--directory=" + root, "--machine=" + host.name,
             "--register=no", "--keep-unit", "--capability=all", "--console=pipe",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "--network-namespace-path=/run/netns/" + host.netns]
     args += ["--bind=" + dev for dev in host.device_paths]
+    # writable /proc/sys/net: roles set sysctls of the host's network stack
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
-    with open(log_path, "ab") as log:
-        # pylint: disable-next=subprocess-popen-preexec-fn
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=lambda: cgroups.join(paths))
+    return cgroups.spawn(host.cgroup, args, log_path, env=env)
 
 
 def leader(nspawn, timeout=30):

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import yaml
@@ -34,24 +33,14 @@ def _log(msg):
     print("lab: " + msg, flush=True)
 
 
-def _spawn(args, cgroup, log_path):
-    paths = cgroups.create(cgroup)
-    with open(log_path, "ab") as log:
-        # pylint: disable-next=subprocess-popen-preexec-fn
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=lambda: cgroups.join(paths))
-
-
 def _running(topo):
     """The state of this lab if it is up, whole, and made from the same spec."""
     try:
         state = load_state(topo.lab)
     except LabError:
         return None
-    same = [h["name"] for h in state["hosts"]] == [h.name for h in topo.hosts] and all(
-        {k: h[k] for k in ("groups", "devices")} == {"groups": m.groups, "devices": m.devices}
-        for h, m in zip(state["hosts"], topo.hosts))
-    if same and all(alive(h["nspawn_pid"]) and alive(h["leader_pid"]) for h in state["hosts"]):
+    pids = [state["relay_pid"]] + [p for h in state["hosts"] for p in (h["nspawn_pid"], h["leader_pid"])]
+    if state["spec"] == topo.spec() and all(alive(p) for p in pids):
         return state
     return None
 
@@ -79,7 +68,8 @@ def up(topo, fresh=False, log=_log):
         with open(key + ".pub", encoding="ascii") as pub:
             pubkey = pub.read()
         net.create_fabric(topo)
-        _spawn(net.relay_command(topo, RELAY_UPSTREAM), topo.relay_cgroup, os.path.join(sdir, "relay.log"))
+        relay = cgroups.spawn(topo.relay_cgroup, net.relay_command(topo, RELAY_UPSTREAM),
+                              os.path.join(sdir, "relay.log"))
         hostkeys, procs = {}, {}
         for member in topo.hosts:
             hdir = os.path.join(sdir, "hosts", member.name)
@@ -93,7 +83,7 @@ def up(topo, fresh=False, log=_log):
         for member in topo.hosts:
             host.wait_booted(leaders[member.name], member.name)
             host.wait_ssh(member.address)
-        _write_state(topo, sdir, root_tree, hostkeys, procs, leaders)
+        _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay.pid)
     except BaseException:
         log("bring-up failed; tearing down what was made")
         down(topo.lab, log=log)
@@ -103,7 +93,7 @@ def up(topo, fresh=False, log=_log):
     return load_state(topo.lab)
 
 
-def _write_state(topo, sdir, root_tree, hostkeys, procs, leaders):
+def _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay_pid):
     key = os.path.join(sdir, "id_ed25519")
     known = os.path.join(sdir, "known_hosts")
     with open(known, "w", encoding="ascii") as out:
@@ -130,6 +120,8 @@ def _write_state(topo, sdir, root_tree, hostkeys, procs, leaders):
                       % (member.name, member.address, key, known))
     state = {
         "lab": topo.lab,
+        "spec": topo.spec(),
+        "relay_pid": relay_pid,
         "prefix": str(topo.prefix),
         "controller_address": str(topo.controller_address),
         "controller_link": topo.controller_link,

@@ -82,6 +82,11 @@ class Topology:
         self.relay_cgroup = cgroup_name(lab, "_relay")
         self.controller_link = controller_link_name(lab)
 
+    def spec(self):
+        """The normalised spec this topology was made from."""
+        return {"lab": self.lab, "hosts": [{"name": h.name, "groups": h.groups, "devices": h.devices}
+                                           for h in self.hosts]}
+
     @property
     def netns_names(self):
         return [self.fabric_netns] + [h.netns for h in self.hosts]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from labhosts import cgroups, lab
+from labhosts.system import wait_gone
 from labhosts.topology import controller_link_name, parse
 
 LAB_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab")
@@ -61,7 +62,8 @@ def test_hosts_run_their_own_systemd_and_ansible_reaches_them(trio, tmp_path):
           - ansible_service_mgr == 'systemd'
           - ansible_hostname == inventory_hostname
 """)
-    proc = subprocess.run(["ansible-playbook", "-i", trio.state["inventory"], str(playbook)],
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    proc = subprocess.run([ansible_playbook, "-i", trio.state["inventory"], str(playbook)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("hv1", "stor1", "edge1"):
@@ -176,6 +178,12 @@ def test_up_after_a_killed_run_works_and_down_leaves_nothing(lab_factory):
     # up again with the same spec keeps the running hosts (a re-run of make lab)
     again = lab.up(parse(spec), log=lambda _msg: None)
     assert [h["leader_pid"] for h in again["hosts"]] == [h["leader_pid"] for h in second.state["hosts"]]
+    # one with a part gone (here the apt relay) is rebuilt, not kept
+    os.kill(again["relay_pid"], signal.SIGKILL)
+    assert wait_gone([again["relay_pid"]], 10) == []
+    rebuilt = lab.up(parse(spec), log=lambda _msg: None)
+    assert rebuilt["relay_pid"] != again["relay_pid"]
+    assert not set(h["leader_pid"] for h in rebuilt["hosts"]) & set(h["leader_pid"] for h in again["hosts"])
 
     lab.down(name, log=lambda _msg: None)
     assert _leftovers(name) == {}
