@@ -8,10 +8,6 @@ from .system import run
 BRIDGE = "fabric0"
 
 
-def netns_exists(name):
-    return os.path.exists("/run/netns/" + name)
-
-
 def list_netns(prefix):
     proc = run(["ip", "-o", "netns", "list"], check=False)
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
