@@ -46,7 +46,7 @@ def summary(state):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="labhosts", description="Lab hosts booting their own systemd.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_up = sub.add_parser("up", help="bring a lab up (tears down a stale one of that name first)")
+    p_up = sub.add_parser("up", help="bring a lab up (keeps one that runs as specified, replaces anything else of that name)")
     p_up.add_argument("--spec", help="YAML file: {lab: NAME, hosts: [{name, groups, devices}]}")
     p_up.add_argument("--lab", help="lab name (overrides the spec's)")
     p_up.add_argument("--fresh", action="store_true", help="rebuild the lab even if it runs as specified")

@@ -39,10 +39,10 @@ def _running(topo):
         state = load_state(topo.lab)
     except LabError:
         return None
+    if state.get("spec") != topo.spec():  # includes states of older harness versions
+        return None
     pids = [state["relay_pid"]] + [p for h in state["hosts"] for p in (h["nspawn_pid"], h["leader_pid"])]
-    if state["spec"] == topo.spec() and all(alive(p) for p in pids):
-        return state
-    return None
+    return state if all(alive(p) for p in pids) else None
 
 
 def up(topo, fresh=False, log=_log):
