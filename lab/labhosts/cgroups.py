@@ -6,10 +6,14 @@ share one payload cgroup. The groups are made below the cgroup this process is
 in (so limits that apply to the caller still apply to the lab).
 """
 
+import errno
 import os
 import subprocess
+import sys
+import time
 
 from .errors import LabError
+from .system import children, wait_for
 
 TOP = "hardway-lab"
 
@@ -81,12 +85,24 @@ def join(paths):
 
 
 def spawn(name, args, log_path, env=None):
-    """Start a detached process in cgroups of its own, output to log_path."""
+    """Start a detached process in cgroups of its own, output to log_path.
+
+    It runs below a subreaper (reaper.py) that stays in the caller's cgroups and
+    reaps whatever is orphaned below it; returns (reaper process, command PID).
+    """
     paths = create(name)
+    reaper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")
     with open(log_path, "ab") as log:
-        # pylint: disable-next=subprocess-popen-preexec-fn
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=lambda: join(paths))
+        proc = subprocess.Popen([sys.executable, reaper] + paths + ["--"] + list(args), env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def started():
+        if proc.poll() is not None:
+            raise LabError("%s exited with %s at once" % (args[0], proc.returncode))
+        kids = children(proc.pid)
+        return kids[0] if kids else None
+    return proc, wait_for("%s to start" % args[0], started, 10, interval=0.01)
 
 
 def lab_dirs(prefix):
@@ -113,6 +129,48 @@ def pids(paths):
     return sorted(found)
 
 
+def _rmdir(path, timeout=10):
+    """rmdir a cgroup; EBUSY lasts a moment after its last task died (the kernel
+    lets go of a cgroup only once the task is released, and an orphan's
+    release waits for the machine's init to reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                raise LabError("cannot remove cgroup %s: %s (tasks: %s; subgroups: %s)"
+                               % (path, exc, _describe_tasks(path), _subgroups(path))) from exc
+            time.sleep(0.1)
+
+
+def _describe_tasks(path):
+    try:
+        with open(os.path.join(path, "tasks"), encoding="ascii") as tasks:
+            pids = tasks.read().split()
+    except OSError:
+        return "?"
+    found = []
+    for pid in pids:
+        try:
+            with open("/proc/%s/stat" % pid, encoding="utf-8", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            found.append("%s state %s parent %s" % (pid, fields[0], fields[1]))
+        except (OSError, IndexError):
+            found.append(pid + " (gone)")
+    return ", ".join(found) or "none"
+
+
+def _subgroups(path):
+    try:
+        return [d.name for d in os.scandir(path) if d.is_dir()] or "none"
+    except OSError:
+        return "?"
+
+
 def remove(paths):
     """rmdir the cgroups, deepest first; the caller made sure they are empty.
 
@@ -120,12 +178,7 @@ def remove(paths):
     """
     for path in paths:
         for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise LabError("cannot remove cgroup %s: %s" % (dirpath, exc)) from exc
+            _rmdir(dirpath)
     for parent in {os.path.dirname(p) for p in paths}:
         if os.path.basename(parent) == TOP:
             try:

@@ -53,7 +53,7 @@ def prepare(root, topo, host, controller_pubkey, relay_names):
 
 
 def start(root, topo, host, log_path):
-    """Boot the host; return the nspawn process (its PID 1 is found later)."""
+    """Boot the host; return (its reaper process, the nspawn PID)."""
     args = ["systemd-nspawn", "--boot", "--directory=" + root, "--machine=" + host.name,
             "--register=no", "--keep-unit", "--capability=all", "--console=pipe",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
@@ -64,12 +64,12 @@ def start(root, topo, host, log_path):
     return cgroups.spawn(host.cgroup, args, log_path, env=env)
 
 
-def leader(nspawn, timeout=30):
+def leader(reaper, nspawn_pid, timeout=30):
     """PID (on the machine) of the host's systemd."""
     def find():
-        if nspawn.poll() is not None:
-            raise LabError("systemd-nspawn exited with %s before the host booted" % nspawn.returncode)
-        kids = [p for p in children(nspawn.pid) if comm(p) == "systemd"]
+        if reaper.poll() is not None:
+            raise LabError("systemd-nspawn exited with %s before the host booted" % reaper.returncode)
+        kids = [p for p in children(nspawn_pid) if comm(p) == "systemd"]
         return kids[0] if kids else None
     return wait_for("the host's systemd to start", find, timeout)
 

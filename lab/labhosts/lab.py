@@ -68,8 +68,8 @@ def up(topo, fresh=False, log=_log):
         with open(key + ".pub", encoding="ascii") as pub:
             pubkey = pub.read()
         net.create_fabric(topo)
-        relay = cgroups.spawn(topo.relay_cgroup, net.relay_command(topo, RELAY_UPSTREAM),
-                              os.path.join(sdir, "relay.log"))
+        relay_log = os.path.join(sdir, "relay.log")
+        _reaper, relay_pid = cgroups.spawn(topo.relay_cgroup, net.relay_command(topo, RELAY_UPSTREAM), relay_log)
         hostkeys, procs = {}, {}
         for member in topo.hosts:
             hdir = os.path.join(sdir, "hosts", member.name)
@@ -79,11 +79,11 @@ def up(topo, fresh=False, log=_log):
             procs[member.name] = host.start(root, topo, member, os.path.join(hdir, "console.log"))
         leaders = {}
         for member in topo.hosts:
-            leaders[member.name] = host.leader(procs[member.name])
+            leaders[member.name] = host.leader(*procs[member.name])
         for member in topo.hosts:
             host.wait_booted(leaders[member.name], member.name)
             host.wait_ssh(member.address)
-        _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay.pid)
+        _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay_pid)
     except BaseException:
         log("bring-up failed; tearing down what was made")
         down(topo.lab, log=log)
@@ -132,7 +132,7 @@ def _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay_pid):
         "ssh_config": os.path.join(sdir, "ssh_config"),
         "private_key": key,
         "known_hosts": known,
-        "hosts": [dict(m.as_dict(), nspawn_pid=procs[m.name].pid, leader_pid=leaders[m.name],
+        "hosts": [dict(m.as_dict(), nspawn_pid=procs[m.name][1], leader_pid=leaders[m.name],
                        hostdir=os.path.join(sdir, "hosts", m.name)) for m in topo.hosts],
     }
     with open(os.path.join(sdir, "state.json"), "w", encoding="utf-8") as out:
@@ -158,6 +158,36 @@ def _mounts_below(path):
     return sorted(set(found), key=len, reverse=True)
 
 
+def _stop_processes(lab, groups, log):
+    """Stop every process in the lab's cgroups; True if there were any.
+
+    The cgroups are read again on every round: a host killed mid-boot still
+    starts services while it is being stopped.
+    """
+    pids = cgroups.pids(groups)
+    if not pids:
+        return False
+    kill([p for p in pids if comm(p) == "socat"], signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while pids and time.monotonic() < deadline:
+        # nspawn turns SIGTERM into an orderly shutdown of the host's systemd;
+        # asked again every round, because a host's systemd that has not yet
+        # set up its handlers (killed mid-boot) drops the request
+        kill([p for p in pids if comm(p) == "systemd-nspawn"], signal.SIGTERM)
+        wait_gone(pids, 1.0)
+        pids = cgroups.pids(groups)
+    if pids:
+        log("killing the processes that did not stop within %ds" % STOP_TIMEOUT)
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            kill(pids)
+            wait_gone(pids, 0.5)
+            pids = cgroups.pids(groups)
+    if pids:
+        raise LabError("lab %s: processes %s do not go away" % (lab, pids))
+    return True
+
+
 def down(lab, log=_log):
     """Remove everything of this lab that exists, whether or not it came up whole.
 
@@ -167,18 +197,7 @@ def down(lab, log=_log):
     """
     prefix = lab_prefix(lab)
     groups = cgroups.lab_dirs(prefix)
-    pids = cgroups.pids(groups)
-    if pids:
-        # nspawn turns SIGTERM into an orderly shutdown of the host's systemd
-        kill([p for p in pids if comm(p) == "systemd-nspawn"], signal.SIGTERM)
-        kill([p for p in pids if comm(p) == "socat"], signal.SIGTERM)
-        left = wait_gone(pids, STOP_TIMEOUT)
-        if left:
-            log("killing %d processes that did not stop within %ds" % (len(left), STOP_TIMEOUT))
-            kill(left)
-            left = wait_gone(left, 10)
-        if left:
-            raise LabError("lab %s: processes %s do not go away" % (lab, left))
+    stopped_any = _stop_processes(lab, groups, log)
     sdir = state_dir(lab)
     for point in _mounts_below(sdir):
         if run(["umount", point], check=False).returncode != 0:
@@ -187,7 +206,7 @@ def down(lab, log=_log):
     net.delete_link(controller_link_name(lab))
     cgroups.remove(groups)
     shutil.rmtree(sdir, ignore_errors=True)
-    if pids or groups:
+    if stopped_any or groups:
         log("lab %s down" % lab)
 
 
