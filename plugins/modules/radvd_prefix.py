@@ -22,7 +22,7 @@ description:
     needed; it is stopped when the last stanza is removed, since radvd refuses an empty configuration. If a
     reload leaves radvd dead, the previous file is put back and radvd restarted with it.
   - Concurrent runs on one host are serialised by a lock on the file.
-author: hardway.cloud developers
+author: hardway.cloud developers (!UNKNOWN)
 extends_documentation_fragment:
   - hardway.cloud.attributes
 options:

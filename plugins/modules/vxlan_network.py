@@ -24,7 +24,7 @@ description:
     underlay's own C(.network) file gets a drop-in attaching the VXLAN device. The files are rendered from the
     same values as the runtime state, so the two agree.
   - Removing a network whose bridge still has other ports (VMs) is refused unless I(force).
-author: hardway.cloud developers
+author: hardway.cloud developers (!UNKNOWN)
 requirements:
   - pyroute2 (Debian package C(python3-pyroute2)) on the managed host
 extends_documentation_fragment:

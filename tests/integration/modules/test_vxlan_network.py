@@ -4,7 +4,7 @@ hypervisors and an edge host on an IPv6 underlay, VMs on the tenant bridges."""
 import pytest
 
 from module_runner import run_module
-from netfabric import Fabric, run
+from netfabric import Fabric
 
 MAC1, MAC2, MAC3 = "02:00:00:00:01:01", "02:00:00:00:02:02", "02:00:00:00:03:03"
 
@@ -27,8 +27,8 @@ def vxlan(fabric, host, **args):
 
 
 def state(fabric, host):
-    return [fabric.exec(host, argv).stdout for argv in (["ip", "-o", "link"], ["ip", "-o", "addr"],
-                                                         ["bridge", "fdb", "show"])]
+    commands = (["ip", "-o", "link"], ["ip", "-o", "addr"], ["bridge", "fdb", "show"])
+    return [fabric.exec(host, argv).stdout for argv in commands]
 
 
 def link(fabric, host, name):
