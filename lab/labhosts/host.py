@@ -43,6 +43,11 @@ def prepare(root, topo, host, controller_pubkey, relay_names):
     _write(os.path.join(root, "etc/resolv.conf"), "# lab host: names are in /etc/hosts\noptions timeout:1 attempts:1\n")
     _write(os.path.join(root, "etc/ssh/sshd_config.d/lab.conf"),
            "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n")
+    # the underlay as systemd-networkd would manage it on a real host; inert
+    # until a role starts networkd (the network role does, to persist VXLANs)
+    _write(os.path.join(root, "etc/systemd/network/10-lab-underlay.network"),
+           "[Match]\nName=eth0\n\n[Network]\nAddress=%s/%d\nIPv6AcceptRA=no\nKeepConfiguration=yes\n"
+           % (host.address, topo.prefix.prefixlen))
     key = os.path.join(root, "etc/ssh/ssh_host_ed25519_key")
     if not os.path.exists(key):
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + host.name, "-f", key])
