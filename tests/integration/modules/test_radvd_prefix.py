@@ -127,6 +127,17 @@ def test_a_change_is_validated_written_and_reloaded(cloud):
     assert advert, "the VM does not see the new search list"
 
 
+def test_a_hand_edit_of_the_stanza_is_corrected_and_shown(cloud):
+    edited = read(cloud.conf).replace("MaxRtrAdvInterval 4;", "MaxRtrAdvInterval 600;")
+    with open(cloud.conf, "w") as handle:
+        handle.write(edited)
+    count = reloads(cloud)
+    result = advertise(cloud, **changed(dnssl=["example.org", "corp.example"]))
+    assert result["changed"] and "MaxRtrAdvInterval 600;" in result["diff"]["before"], result
+    assert "MaxRtrAdvInterval 4;" in result["diff"]["after"] and "MaxRtrAdvInterval 4;" in read(cloud.conf)
+    assert read(cloud.conf).startswith(OTHER) and wait_for(lambda: reloads(cloud) == count + 1)
+
+
 def test_a_file_radvd_rejects_is_not_installed(cloud):
     # someone broke the other stanza by hand: radvd refuses the whole file
     broken = read(cloud.conf).replace("AdvSendAdvert on;   #", "AdvSendAdvert sometimes;   #")
