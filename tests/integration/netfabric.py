@@ -82,10 +82,12 @@ class Fabric:
                 return True
             if time.monotonic() > deadline:
                 return False
+            time.sleep(0.2)
 
     def addresses(self, name, device="eth0", scope="global"):
+        """The usable addresses (DAD finished) of a device."""
         out = self.exec(name, ["ip", "-6", "-o", "addr", "show", "dev", device, "scope", scope]).stdout
-        return [line.split()[3] for line in out.splitlines()]
+        return [line.split()[3] for line in out.splitlines() if "tentative" not in line]
 
     def link_local(self, name, device="eth0"):
         deadline = time.monotonic() + 10

@@ -99,7 +99,7 @@ def test_vms_on_both_hypervisors_get_slaac_addresses_and_dns(cloud):
         assert "DNS search list          : example.org" in advert and "MTU" in advert and "1430" in advert, advert
     # the design's example address: 02:00:f0:a9:c4:4e in the prefix
     assert eui64("2a0a:e5c1:111:888::/64", MAC1) == "2a0a:e5c1:111:888:0:f0ff:fea9:c44e"
-    assert cloud.ping("vm1", eui64(PREFIX, MAC2), wait=2).returncode == 0
+    assert cloud.wait_ping("vm1", eui64(PREFIX, MAC2)), "vm1 cannot reach vm2's SLAAC address"
 
 
 def test_same_input_changes_nothing_and_does_not_reload(cloud):
