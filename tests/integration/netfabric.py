@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+from module_runner import run_module
+
 
 def run(argv, check=True, timeout=30):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -110,6 +112,33 @@ class Fabric:
         for netns in reversed(self.namespaces):
             run(["ip", "netns", "del", netns], check=False)
         self.namespaces = []
+
+
+def wait_for(predicate, timeout=20):
+    """The first true value of ``predicate()`` within ``timeout`` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    return predicate()
+
+
+def routed_network(tag, vni=100, gateway="2001:db8:100::1/64"):
+    """A fabric with hosts hv1, hv2 and edge, and tenant network ``vni`` on
+    all three, built by vxlan_network; the edge has the gateway address."""
+    fab = Fabric(tag)
+    try:
+        for host in ("hv1", "hv2", "edge"):
+            fab.add_host(host)
+            extra = {"addresses": [gateway]} if host == "edge" else {}
+            result = run_module("vxlan_network", dict(extra, vni=vni, device="eth0", netns=fab.ns(host)))
+            assert result["changed"], result
+    except BaseException:
+        fab.destroy()
+        raise
+    return fab
 
 
 def eui64(prefix, mac):

@@ -2,12 +2,11 @@
 VXLAN network that spans two "hypervisors" with a VM each."""
 
 import os
-import time
 
 import pytest
 
 from module_runner import run_module
-from netfabric import Fabric, eui64
+from netfabric import eui64, routed_network, wait_for
 
 PREFIX = "2001:db8:100::/64"
 MAC1, MAC2 = "02:00:f0:a9:c4:4e", "02:00:00:00:02:02"
@@ -22,13 +21,8 @@ interface br-other
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    fab = Fabric("ra")
+    fab = routed_network("ra")
     try:
-        for host in ("hv1", "hv2", "edge"):
-            fab.add_host(host)
-            extra = {"addresses": ["2001:db8:100::1/64"]} if host == "edge" else {}
-            result = run_module("vxlan_network", dict(extra, vni=100, device="eth0", netns=fab.ns(host)))
-            assert result["changed"], result
         fab.exec("edge", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         fab.add_vm("vm1", "hv1", "br-vni100", MAC1)
         fab.add_vm("vm2", "hv2", "br-vni100", MAC2)
@@ -55,16 +49,6 @@ def read(path):
 
 def reloads(cloud):
     return read(cloud.log).count("attempting to reread config file") if os.path.exists(cloud.log) else 0
-
-
-def wait_for(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    return predicate()
 
 
 BASE = dict(prefixes=[PREFIX], rdnss=["2001:db8::53"], dnssl=["example.org"], min_interval=3, max_interval=4,

@@ -10,8 +10,8 @@ import time
 import jinja2
 import pytest
 
-from module_runner import ROOT, run_module
-from netfabric import Fabric
+from module_runner import ROOT
+from netfabric import routed_network, wait_for
 
 ROLE = os.path.join(ROOT, "roles", "network")
 HELPER = os.path.join(ROLE, "files", "port-security")
@@ -45,12 +45,8 @@ def bad_prefix(fabric, vm):
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    fab = Fabric("ps")
+    fab = routed_network("ps")
     try:
-        for host in ("hv1", "hv2", "edge"):
-            fab.add_host(host)
-            extra = {"addresses": ["2001:db8:100::1/64"]} if host == "edge" else {}
-            assert run_module("vxlan_network", dict(extra, vni=100, device="eth0", netns=fab.ns(host)))["changed"]
         for name, host, mac in (("vm1", "hv1", VM1), ("vm2", "hv2", VM2), ("vm3", "hv1", VM3), ("vm4", "hv1", VM4)):
             fab.add_vm(name, host, "br-vni100", mac)
         fab.rogue_conf = str(tmp_path_factory.mktemp("rogue") / "radvd.conf")
@@ -59,15 +55,6 @@ def cloud(tmp_path_factory):
         yield fab
     finally:
         fab.destroy()
-
-
-def wait(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return bool(predicate())
 
 
 def test_without_the_rules_the_attacks_work(cloud):
@@ -80,8 +67,8 @@ def test_without_the_rules_the_attacks_work(cloud):
     assert cloud.wait_ping("vm4", vm1 + "%eth0"), "control: vm4 cannot reach vm1"
     cloud.spawn("vm3", ["radvd", "--nodaemon", "--config", cloud.rogue_conf, "--pidfile",
                         cloud.rogue_conf + ".pid", "--logmethod", "stderr"])
-    assert wait(lambda: bad_prefix(cloud, "vm1"), 20), "control: the rogue RA did not reach vm1"
-    assert wait(lambda: bad_prefix(cloud, "vm2"), 20), "control: the rogue RA did not reach vm2"
+    assert wait_for(lambda: bad_prefix(cloud, "vm1"), 20), "control: the rogue RA did not reach vm1"
+    assert wait_for(lambda: bad_prefix(cloud, "vm2"), 20), "control: the rogue RA did not reach vm2"
 
 
 def test_rules_load_validated_and_ports_are_registered(cloud, tmp_path):
@@ -107,7 +94,7 @@ def test_rogue_router_advertisements_are_dropped(cloud):
         cloud.exec(vm, ["ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"])
         cloud.exec(vm, ["ip", "-6", "route", "flush", "proto", "ra"], check=False)
     before = counter(cloud, "hv1", "RA guard")
-    assert wait(lambda: counter(cloud, "hv1", "RA guard") > before, 15), "the rogue radvd sent nothing"
+    assert wait_for(lambda: counter(cloud, "hv1", "RA guard") > before, 15), "the rogue radvd sent nothing"
     time.sleep(5)  # more than one advertisement interval of the rogue
     assert counter(cloud, "hv1", "RA guard") >= before + 2
     assert not bad_prefix(cloud, "vm1") and not bad_prefix(cloud, "vm2")
@@ -138,7 +125,7 @@ def test_vlan_tagged_frames_from_a_vm_are_dropped(cloud):
     frame = "ffffffffffff" + VM3.replace(":", "") + "8100" + "0005" + "86dd" + "00" * 46
     cloud.exec("vm3", [sys.executable, "-c", "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
                        "s.bind(('eth0', 0)); s.send(bytes.fromhex('%s'))" % frame])
-    assert wait(lambda: counter(cloud, "hv1", "VLAN tag") > before, 5)
+    assert wait_for(lambda: counter(cloud, "hv1", "VLAN tag") > before, 5)
 
 
 def test_vms_reach_each_other_but_not_the_hypervisor(cloud):
