@@ -49,9 +49,6 @@ class HardwayModule(object):
         if self.module._diff:
             self.result["diff"] = {"before": before, "after": after}
 
-    def warn(self, message):
-        self.module.warn(message)
-
     def run(self):
         raise NotImplementedError
 

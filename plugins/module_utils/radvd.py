@@ -49,19 +49,27 @@ def _network(parameter, value):
     return network
 
 
+def _entry(where, item, key, example, optional):
+    """A list entry given as a string (just ``key``) or as a dict with ``key``
+    and only the ``optional`` keys."""
+    if isinstance(item, str):
+        item = {key: item}
+    if not isinstance(item, dict) or key not in item:
+        raise ParameterError(where, "needs a '%s' (e.g. %s)" % (key, example))
+    unknown = set(item) - set((key,) + tuple(optional))
+    if unknown:
+        raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+    return item
+
+
 def wanted(params):
     """The advertisement as a normalised dict; raises ParameterError."""
     interface = check_ifname("interface", params["interface"])
     prefixes = []
     for index, item in enumerate(params.get("prefixes") or []):
         where = "prefixes[%d]" % index
-        if isinstance(item, str):
-            item = {"prefix": item}
-        if not isinstance(item, dict) or "prefix" not in item:
-            raise ParameterError(where, "needs a 'prefix' (e.g. 2001:db8:100::/64)")
-        unknown = set(item) - set(("prefix", "on_link", "autonomous", "valid_lifetime", "preferred_lifetime"))
-        if unknown:
-            raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+        item = _entry(where, item, "prefix", "2001:db8:100::/64",
+                      ("on_link", "autonomous", "valid_lifetime", "preferred_lifetime"))
         network = _network(where + ".prefix", item["prefix"])
         autonomous = _bool(where + ".autonomous", item.get("autonomous", True))
         if autonomous and network.prefixlen != 64:
@@ -93,13 +101,7 @@ def wanted(params):
     routes = []
     for index, item in enumerate(params.get("routes") or []):
         where = "routes[%d]" % index
-        if isinstance(item, str):
-            item = {"route": item}
-        if not isinstance(item, dict) or "route" not in item:
-            raise ParameterError(where, "needs a 'route' (e.g. 2001:db8:200::/48)")
-        unknown = set(item) - set(("route", "preference", "lifetime"))
-        if unknown:
-            raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+        item = _entry(where, item, "route", "2001:db8:200::/48", ("preference", "lifetime"))
         preference = item.get("preference", "medium")
         if preference not in PREFERENCES:
             raise ParameterError(where + ".preference", "%r is not one of %s" % (preference, ", ".join(PREFERENCES)))

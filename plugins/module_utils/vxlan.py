@@ -174,12 +174,7 @@ def plan(actual, want):
         actions.append(("set_bridge_mtu", want_bridge["mtu"]))
     if bridge["accept_ra"] != want_bridge["accept_ra"]:
         actions.append(("set_accept_ra", want_bridge["accept_ra"]))
-    for address in want_bridge["addresses"]:
-        if address not in bridge["addresses"]:
-            actions.append(("add_address", address))
-    for address in bridge["addresses"]:
-        if address not in want_bridge["addresses"]:
-            actions.append(("del_address", address))
+    actions += _list_changes(bridge["addresses"], want_bridge["addresses"], "add_address", "del_address")
 
     vxlan, want_vxlan = actual.get("vxlan"), want["vxlan"]
     if vxlan is not None:
@@ -195,17 +190,17 @@ def plan(actual, want):
         actions.append(("set_vxlan_mtu", want_vxlan["mtu"]))
     if vxlan["master"] != want_vxlan["master"]:
         actions.append(("set_master", want_vxlan["master"]))
-    for peer in want_vxlan["remotes"]:
-        if peer not in vxlan["remotes"]:
-            actions.append(("add_remote", peer))
-    for peer in vxlan["remotes"]:
-        if peer not in want_vxlan["remotes"]:
-            actions.append(("del_remote", peer))
+    actions += _list_changes(vxlan["remotes"], want_vxlan["remotes"], "add_remote", "del_remote")
     if not vxlan["up"]:
         actions.append(("up_vxlan", want_vxlan["name"]))
     if not bridge["up"]:
         actions.append(("up_bridge", want_bridge["name"]))
     return actions
+
+
+def _list_changes(actual, wanted, add, delete):
+    return [(add, item) for item in wanted if item not in actual] + \
+        [(delete, item) for item in actual if item not in wanted]
 
 
 def view(state):

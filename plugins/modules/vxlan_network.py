@@ -223,12 +223,21 @@ class Netlink(object):
         info = link.get_attr("IFLA_LINKINFO")
         return info.get_attr("IFLA_INFO_KIND") if info else None
 
-    def read_bridge(self, name):
+    def owned_link(self, name, kind, parameter):
+        """The link named ``name`` (None if missing); it must be of ``kind``."""
         link = self.link(name)
+        if link is not None and self.kind(link) != kind:
+            raise ParameterError(parameter, "%s exists and is a %s device, not a %s device"
+                                 % (name, self.kind(link) or "plain", kind))
+        return link
+
+    def read(self, want):
+        return {"bridge": self.read_bridge(want["bridge"]["name"]), "vxlan": self.read_vxlan(want["vxlan"]["name"])}
+
+    def read_bridge(self, name):
+        link = self.owned_link(name, "bridge", "bridge")
         if link is None:
             return None
-        if self.kind(link) != "bridge":
-            raise ParameterError("bridge", "%s exists and is a %s device, not a bridge" % (name, self.kind(link) or "plain"))
         addresses = []
         for msg in self.ipr.get_addr(index=link["index"]):
             flags = msg.get_attr("IFA_FLAGS")
@@ -241,11 +250,9 @@ class Netlink(object):
                 "accept_ra": int(_read_sysctl(name, "accept_ra") or 0) > 0, "up": bool(link["flags"] & IFF_UP)}
 
     def read_vxlan(self, name):
-        link = self.link(name)
+        link = self.owned_link(name, "vxlan", "name")
         if link is None:
             return None
-        if self.kind(link) != "vxlan":
-            raise ParameterError("name", "%s exists and is a %s device, not a VXLAN device" % (name, self.kind(link) or "plain"))
         data = link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
         group = data.get_attr("IFLA_VXLAN_GROUP6") or data.get_attr("IFLA_VXLAN_GROUP")
         group = group if group and group not in ("::", "0.0.0.0") else None
@@ -419,8 +426,7 @@ class VxlanNetwork(HardwayModule):
     def present(self):
         underlay = self.underlay()
         want = logic.wanted(self.params, underlay.get_attr("IFLA_MTU") if underlay is not None else None)
-        actual = {"bridge": self.netlink.read_bridge(want["bridge"]["name"]),
-                  "vxlan": self.netlink.read_vxlan(want["vxlan"]["name"])}
+        actual = self.netlink.read(want)
         actions = logic.plan(actual, want)
 
         files_before, files_after = {}, {}
@@ -452,8 +458,7 @@ class VxlanNetwork(HardwayModule):
                 config.write(files_after[path])
             else:
                 config.remove()
-        actual = {"bridge": self.netlink.read_bridge(want["bridge"]["name"]),
-                  "vxlan": self.netlink.read_vxlan(want["vxlan"]["name"])}
+        actual = self.netlink.read(want)
         self.result.update(logic.view(actual))
         left = logic.plan(actual, want)
         if left:
