@@ -30,6 +30,61 @@ class ModuleError(Exception):
         self.details = details
 
 
+def _not_dicts(spec, params, prefix=""):
+    """Where a dict was asked for and something else was given (names like servers[0])."""
+    found = []
+    for name, option in spec.items():
+        value = params.get(name) if isinstance(params, dict) else None
+        if value is None:
+            continue
+        where = prefix + name
+        if option.get("type") == "dict":
+            if not isinstance(value, dict):
+                found.append(where)
+            elif option.get("options"):
+                found += _not_dicts(option["options"], value, where + ".")
+        elif option.get("type", "str") == "list" and option.get("elements") == "dict":
+            if not isinstance(value, list):
+                found.append(where)
+                continue
+            for index, item in enumerate(value):
+                if not isinstance(item, dict):
+                    found.append("%s[%d]" % (where, index))
+                elif option.get("options"):
+                    found += _not_dicts(option["options"], item, "%s[%d]." % (where, index))
+    return found
+
+
+class _AnsibleModule(AnsibleModule):
+    """AnsibleModule whose argument validation names the parameter when a dict
+    was expected: Ansible's own message ("dictionary requested, ...") does not."""
+
+    def _load_params(self):
+        super(_AnsibleModule, self)._load_params()
+        # validation replaces values it cannot convert: keep what was given
+        self._given = dict(self.params)
+
+    def fail_json(self, msg, **kwargs):
+        given = getattr(self, "_given", None) or {}
+        if isinstance(msg, str) and "parameter" not in kwargs and (
+                msg.startswith("dictionary requested") or "in the sub parameter field" in msg):
+            where = _not_dicts(self.argument_spec, given)
+            if where:
+                kwargs["parameter"] = where[0]
+                msg = "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0]))
+        super(_AnsibleModule, self).fail_json(msg=msg, **kwargs)
+
+
+def _value_at(params, where):
+    value = params
+    for part in where.replace("[", ".[").split("."):
+        if part.startswith("["):
+            value = value[int(part[1:-1])]
+        elif part:
+            value = value.get(part)
+    return value
+
+
 class HardwayModule(object):
     """Subclasses set ``argument_spec`` (and ``module_kwargs``) and implement
     ``run()``, which reads, plans, and applies unless ``self.check_mode``.
@@ -39,7 +94,7 @@ class HardwayModule(object):
     module_kwargs = {}
 
     def __init__(self):
-        self.module = AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True,
+        self.module = _AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True,
                                     **self.module_kwargs)
         self.params = self.module.params
         self.check_mode = self.module.check_mode
@@ -59,7 +114,9 @@ class HardwayModule(object):
         try:
             instance.run()
         except ParameterError as exc:
+            # bad input is found before anything is changed
             instance.result.pop("diff", None)
+            instance.result["changed"] = False
             module.fail_json(msg=str(exc), parameter=exc.parameter, **instance.result)
         except ModuleError as exc:
             result = dict(instance.result)
