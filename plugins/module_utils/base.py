@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -72,7 +73,34 @@ class _AnsibleModule(AnsibleModule):
             if where:
                 kwargs["parameter"] = where[0]
                 msg = "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0]))
+        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False):
+            parameter = parameter_of(msg)
+            if parameter:
+                kwargs["parameter"] = parameter
         super(_AnsibleModule, self).fail_json(msg=msg, **kwargs)
+
+
+# Ansible's own validation messages, and where they say the parameter is
+_VALIDATION_MESSAGES = [
+    re.compile(r"^argument '(?P<name>[^']+)' is of type \S+ found in '(?P<parent>[^']+)'"),
+    re.compile(r"^argument '(?P<name>[^']+)' is of type"),
+    re.compile(r"^value of (?P<name>\S+) must be one of: .*? found in (?P<parent>\S+?)\.?$"),
+    re.compile(r"^value of (?P<name>\S+) must be one of"),
+    re.compile(r"^missing required arguments: (?P<name>[^,\s]+)(?:.*? found in (?P<parent>\S+?)\.?$)?"),
+    re.compile(r"^Unsupported parameters for \(.*?\) module: (?P<name>[^,\s]+?)\.?(?:,|\s|$)"),
+    re.compile(r"^Elements value for option '?(?P<name>[^' ]+)'?"),
+    re.compile(r"^parameters are mutually exclusive: (?P<name>[^|,\s]+)"),
+]
+
+
+def parameter_of(message):
+    """The parameter an Ansible argument validation message is about, or None."""
+    for pattern in _VALIDATION_MESSAGES:
+        match = pattern.search(message)
+        if match:
+            parent = match.groupdict().get("parent")
+            return "%s.%s" % (parent, match.group("name")) if parent else match.group("name")
+    return None
 
 
 def _value_at(params, where):
@@ -96,6 +124,7 @@ class HardwayModule(object):
     def __init__(self):
         self.module = _AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True,
                                     **self.module_kwargs)
+        self.module._validated = True
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self.result = {"changed": False}

@@ -249,7 +249,7 @@ def test_bad_input_fails_cleanly_and_changes_nothing(proxy, backends, args, para
     full.update(args)
     result = proxy.run(**full)
     assert result.get("failed") and result.get("parameter") == parameter, result
-    assert not result["changed"]
+    assert not result.get("changed")
     assert proxy.files() == before and proxy.reloads() == reloads
 
 

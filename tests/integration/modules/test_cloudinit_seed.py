@@ -1,0 +1,131 @@
+"""cloudinit_seed writing real seed images on this machine: idempotence, check
+and diff mode, file attributes, removal, bad input, and secrets kept out of the
+output. That a guest's cloud-init consumes the image is proven in
+tests/integration/lab/test_first_boot.py."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from module_runner import run_module
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8dbOPN3UC4XqnCRmHCDrxfzKaQuC+/ke1LB0p3Rc2K admin@example.org"
+SECRET = "s3cret-Pa55word"
+
+
+def seed_args(dest, **extra):
+    args = {"dest": str(dest), "instance_id": "web1", "hostname": "web1", "ssh_authorized_keys": [KEY],
+            "user_data": {"password": SECRET, "chpasswd": {"expire": False},
+                          "write_files": [{"path": "/etc/hardway-test", "content": "hello\n"}]},
+            "network_config": {"version": 2, "ethernets": {"eth0": {"dhcp4": False, "accept-ra": True}}}}
+    args.update(extra)
+    return args
+
+
+def sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def test_create_is_idempotent_and_identical_input_gives_identical_bytes(tmp_path):
+    dest = tmp_path / "web1.iso"
+    result = run_module("cloudinit_seed", seed_args(dest))
+    assert result["changed"] and result["dest"] == str(dest), result
+    assert result["sha256"] == sha256(dest) and result["size"] == os.path.getsize(dest)
+    assert result["files"] == ["meta-data", "network-config", "user-data"]
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o600"
+    mtime = os.stat(dest).st_mtime_ns
+    again = run_module("cloudinit_seed", seed_args(dest))
+    assert not again["changed"] and again["sha256"] == result["sha256"]
+    assert os.stat(dest).st_mtime_ns == mtime
+    other = tmp_path / "copy.iso"
+    assert run_module("cloudinit_seed", seed_args(other))["sha256"] == result["sha256"]
+    with open(dest, "rb") as one, open(other, "rb") as two:
+        assert one.read() == two.read()
+    with open(dest, "rb") as handle:
+        data = handle.read()
+    assert data[0x8001:0x8006] == b"CD001" and data[0x8028:0x802e] == b"cidata"
+
+
+def test_check_mode_writes_nothing_and_diff_shows_keys_not_values(tmp_path):
+    dest = tmp_path / "web1.iso"
+    result = run_module("cloudinit_seed", seed_args(dest), check=True)
+    assert result["changed"] and not dest.exists()
+    assert "local-hostname: web1" in result["diff"]["after"]
+    assert "keys: chpasswd, password, ssh_authorized_keys, write_files" in result["diff"]["after"]
+    run_module("cloudinit_seed", seed_args(dest))
+    before = sha256(dest)
+    changed = run_module("cloudinit_seed", seed_args(dest, hostname="web2"), check=True)
+    assert changed["changed"] and sha256(dest) == before
+    assert "local-hostname: web1" in changed["diff"]["before"] and "local-hostname: web2" in changed["diff"]["after"]
+    assert changed["sha256"] != before
+
+
+def test_a_content_change_rewrites_the_image(tmp_path):
+    dest = tmp_path / "web1.iso"
+    first = run_module("cloudinit_seed", seed_args(dest))
+    os.chmod(dest, 0o640)
+    second = run_module("cloudinit_seed", seed_args(dest, user_data={"runcmd": [["true"]]}))
+    assert second["changed"] and second["sha256"] != first["sha256"] and second["sha256"] == sha256(dest)
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o640", "a rewrite keeps the file's mode"
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+
+def test_file_attributes(tmp_path):
+    dest = tmp_path / "web1.iso"
+    run_module("cloudinit_seed", seed_args(dest))
+    result = run_module("cloudinit_seed", seed_args(dest, mode="0644", group="daemon"))
+    assert result["changed"]
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o644" and os.stat(dest).st_gid == 1
+    assert not run_module("cloudinit_seed", seed_args(dest, mode="0644", group="daemon"))["changed"]
+
+
+def test_absent(tmp_path):
+    dest = tmp_path / "web1.iso"
+    run_module("cloudinit_seed", seed_args(dest))
+    check = run_module("cloudinit_seed", {"dest": str(dest), "state": "absent"}, check=True)
+    assert check["changed"] and dest.exists()
+    assert "local-hostname: web1" in check["diff"]["before"] and check["diff"]["after"] == ""
+    result = run_module("cloudinit_seed", {"dest": str(dest), "state": "absent"})
+    assert result["changed"] and not dest.exists()
+    assert not run_module("cloudinit_seed", {"dest": str(dest), "state": "absent"})["changed"]
+
+
+def test_secrets_stay_out_of_the_result(tmp_path):
+    dest = tmp_path / "web1.iso"
+    for check in (True, False):
+        result = run_module("cloudinit_seed", seed_args(dest), check=check)
+        assert SECRET not in json.dumps(result)
+    result = run_module("cloudinit_seed", seed_args(dest, user_data="#cloud-config\npassword: %s\n" % SECRET,
+                                                    ssh_authorized_keys=[]))
+    assert result["changed"] and SECRET not in json.dumps(result)
+
+
+def test_unknown_keys_are_warned_about(tmp_path):
+    result = run_module("cloudinit_seed", seed_args(tmp_path / "x.iso", user_data={"pacakges": ["nginx"]}))
+    assert result["changed"]
+    assert any("pacakges" in str(w) for w in result.get("warnings", [])), result
+
+
+@pytest.mark.parametrize("extra,parameter", [
+    ({"instance_id": None}, "instance_id"),
+    ({"hostname": "web_1"}, "hostname"),
+    ({"user_data": "just text"}, "user_data"),
+    ({"user_data": "#cloud-config\nruncmd: [unclosed\n"}, "user_data"),
+    ({"user_data": 42}, "user_data"),
+    ({"ssh_authorized_keys": ["ssh-ed25519 AAAA"]}, "ssh_authorized_keys[0]"),
+    ({"network_config": {"version": 7}}, "network_config"),
+    ({"network_config": "dhcp"}, "network_config"),
+    ({"meta_data": {"instance-id": "other"}}, "meta_data"),
+    ({"dest": "/nonexistent-dir/seed.iso"}, "dest"),
+])
+def test_bad_input_fails_cleanly_and_writes_nothing(tmp_path, extra, parameter):
+    args = seed_args(tmp_path / "x.iso")
+    args.update(extra)
+    result = run_module("cloudinit_seed", args)
+    assert result.get("failed") and result.get("parameter") == parameter, result
+    assert not result.get("changed")
+    assert os.listdir(tmp_path) == []
+    assert SECRET not in json.dumps(result)
