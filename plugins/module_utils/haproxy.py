@@ -192,15 +192,20 @@ def wanted(params):
     unknown = set(health) - {"interval", "rise", "fall", "http_path", "http_method", "expect_status"}
     if unknown:
         raise ParameterError("health_check", "unknown keys %s" % ", ".join(sorted(unknown)))
+    def given(key, default):
+        # Ansible fills unset suboptions with None
+        return default if health.get(key) is None else health[key]
+
     check = {
-        "interval": _int("health_check.interval", health.get("interval", 2000), 100, 3600000),
-        "rise": _int("health_check.rise", health.get("rise", 2), 1, 100),
-        "fall": _int("health_check.fall", health.get("fall", 3), 1, 100),
+        "interval": _int("health_check.interval", given("interval", 2000), 100, 3600000),
+        "rise": _int("health_check.rise", given("rise", 2), 1, 100),
+        "fall": _int("health_check.fall", given("fall", 3), 1, 100),
         "http_path": health.get("http_path"),
-        "http_method": health.get("http_method") or "GET",
-        "expect_status": _int("health_check.expect_status", health.get("expect_status", 200), 100, 599)
-        if health.get("http_path") or health.get("expect_status") is not None else None,
+        "http_method": given("http_method", "GET"),
+        "expect_status": None,
     }
+    if health.get("http_path") is not None or health.get("expect_status") is not None:
+        check["expect_status"] = _int("health_check.expect_status", given("expect_status", 200), 100, 599)
     if check["http_path"] is not None:
         path = check["http_path"]
         if not isinstance(path, str) or not path.startswith("/") or re.search(r"[\s\x00-\x1f\x7f\\#]", path):
@@ -219,10 +224,11 @@ def wanted(params):
     }
 
 
-def _bind_line(bind):
+def _bind_line(bind, ipv4_wildcard_ports):
     words = ["bind", "%s:%d" % (bind["address"], bind["port"])]
     if bind["address"] == "[::]":
-        words.append("v4v6")
+        # every IPv6 address, and IPv4 too unless an IPv4 wildcard on the port takes that
+        words.append("v6only" if bind["port"] in ipv4_wildcard_ports else "v4v6")
     if bind["certificate"]:
         words += ["ssl", "crt", bind["certificate"]]
     return " ".join(words + bind["options"])
@@ -246,7 +252,8 @@ def render(want):
     ``server-state-file`` is used."""
     name, check = want["name"], want["health_check"]
     lines = [HEADER.rstrip("\n"), "frontend %s" % name, "    mode %s" % want["mode"]]
-    lines += ["    " + _bind_line(b) for b in want["binds"]]
+    ipv4_wildcard_ports = set(b["port"] for b in want["binds"] if b["address"] in ("*", "0.0.0.0"))
+    lines += ["    " + _bind_line(b, ipv4_wildcard_ports) for b in want["binds"]]
     lines += ["    " + o for o in want["frontend_options"]]
     lines += ["    default_backend %s" % name, "", "backend %s" % name, "    mode %s" % want["mode"],
               "    balance %s" % want["balance"]]

@@ -49,7 +49,8 @@ options:
   bind:
     description:
       - Where the frontend listens. A string is an address, C(192.0.2.10:80), C([2001:db8::10]:443) (IPv6 in
-        brackets), C(*:80) (every IPv4 address), C([::]:80) (every IPv4 and IPv6 address).
+        brackets), C(*:80) or C(0.0.0.0:80) (every IPv4 address), C([::]:80) (every IPv6 address, and every
+        IPv4 address too unless an IPv4 wildcard on the same port is listed).
       - Required when I(state=present).
     type: list
     elements: raw
@@ -517,14 +518,20 @@ class HaproxyFrontend(HardwayModule):
                           % (self.result["file"], problem, messages or "HAProxy's messages are in its log", outcome))
 
     def _journal(self, since):
+        """HAProxy's alerts since ``since`` from the service's journal (its
+        stderr, logged at priority info, so filtered by HAProxy's own tags)."""
         journalctl = self.module.get_bin_path("journalctl")
         if journalctl is None or not os.path.isdir("/run/systemd/system"):
             return ""
-        rc, out, _err = self.module.run_command([journalctl, "-u", self.params["service"], "--no-pager", "-o", "cat",
-                                                 "--since", "@%d" % int(since), "-p", "warning"])
-        if rc != 0:
-            return ""
-        lines = [line for line in out.splitlines() if "ALERT" in line or "cannot" in line.lower()]
+        lines = []
+        # journald may take a moment to write what the failed worker printed
+        for _attempt in range(10):
+            rc, out, _err = self.module.run_command([journalctl, "-u", self.params["service"], "--no-pager",
+                                                     "-o", "cat", "--since", "@%d" % int(since)])
+            lines = [line.strip() for line in out.splitlines() if "[ALERT]" in line] if rc == 0 else []
+            if lines:
+                break
+            time.sleep(0.2)
         return "; ".join(lines[-5:])
 
     def _apply_states(self, master, want, states, running):

@@ -48,13 +48,26 @@ def test_render_writes_ipv6_in_brackets_and_one_file_per_proxy():
                                  health_check={"http_path": "/healthz"}))
     text = haproxy.render(want)
     assert text.startswith(haproxy.HEADER)
-    assert "frontend web\n    mode http\n    bind *:80\n    bind [::]:80 v4v6\n" in text
+    assert "frontend web\n    mode http\n    bind *:80\n    bind [::]:80 v6only\n" in text
     assert "    bind [2001:db8::10]:443 ssl crt /etc/haproxy/web.pem alpn h2,http/1.1\n" in text
     assert "    default_backend web\n\nbackend web\n" in text
     assert "    server a [2001:db8:100::5]:80 check weight 1\n" in text
     assert "    server b 192.0.2.7:8080 weight 5 backup\n" in text
     assert "    option httpchk\n    http-check send meth GET uri /healthz\n    http-check expect status 200\n" in text
     assert haproxy.file_name("web") == "50-web.cfg"
+
+
+def test_an_ipv6_wildcard_takes_ipv4_only_when_no_ipv4_wildcard_does():
+    text = haproxy.render(haproxy.wanted(params(bind=["[::]:80", "[::]:443", "0.0.0.0:443"])))
+    assert "    bind [::]:80 v4v6\n    bind [::]:443 v6only\n    bind 0.0.0.0:443\n" in text
+
+
+def test_health_check_as_ansible_passes_it_with_unset_suboptions_as_none():
+    health = {"interval": 500, "rise": None, "fall": None, "http_path": "/", "http_method": None,
+              "expect_status": None}
+    want = haproxy.wanted(params(health_check=health))
+    assert want["health_check"] == {"interval": 500, "rise": 2, "fall": 3, "http_path": "/", "http_method": "GET",
+                                    "expect_status": 200}
 
 
 def test_render_is_stable_and_states_are_not_in_the_file():
