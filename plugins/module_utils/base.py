@@ -123,7 +123,7 @@ class HardwayModule(object):
 
     def __init__(self):
         self.module = _AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True,
-                                    **self.module_kwargs)
+                                     **self.module_kwargs)
         self.module._validated = True
         self.params = self.module.params
         self.check_mode = self.module.check_mode

@@ -192,6 +192,7 @@ def wanted(params):
     unknown = set(health) - {"interval", "rise", "fall", "http_path", "http_method", "expect_status"}
     if unknown:
         raise ParameterError("health_check", "unknown keys %s" % ", ".join(sorted(unknown)))
+
     def given(key, default):
         # Ansible fills unset suboptions with None
         return default if health.get(key) is None else health[key]

@@ -50,7 +50,7 @@ options:
   user_data:
     description:
       - The user-data. A dict is rendered as C(#cloud-config). A string is used as given and must start with
-        C(#cloud-config), C(#!) or another cloud-init part header (C(#include), C(Content-Type: multipart/...)).
+        C(#cloud-config), C(#!) or another cloud-init part header (C(#include), a MIME multipart document).
       - Without I(user_data) an empty cloud-config is written (NoCloud needs the file).
     type: raw
   meta_data:

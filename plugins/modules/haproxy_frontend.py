@@ -18,10 +18,10 @@ description:
     its place) is checked with C(haproxy -c) before the new file is renamed into place (atomic). A rejected change
     fails with HAProxy's message and the live configuration is untouched.
   - Before anything is written, each bind address is checked to be one the host can listen on (the kernel's own
-    answer to a bind that shares the port the way HAProxy does): not another host's address, unless the bind has the
+    answer to a bind that shares the port the way HAProxy does) - not another host's address, unless the bind has the
     C(transparent) or C(freebind) option, and not a port another program holds. HAProxy 2.6 pauses its listeners
     while a new worker tries to bind, so a reload that fails there would refuse connections for seconds.
-  - HAProxy must run in master-worker mode with a master CLI socket (Debian's service does:
+  - HAProxy must run in master-worker mode with a master CLI socket (Debian's service does, with
     C(-S /run/haproxy-master.sock)). A changed file is applied by a C(reload) through that socket, which starts a
     new worker and lets the old one finish its connections; with C(expose-fd listeners) on the stats socket
     (the M(hardway.cloud.haproxy_frontend)'s role C(hardway.cloud.edge) sets it) not a single connection is

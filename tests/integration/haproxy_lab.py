@@ -173,7 +173,7 @@ class Load:
         self.bodies = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _attempt in range(clients)]
         for thread in self.threads:
             thread.start()
 

@@ -54,7 +54,7 @@ def test_create_serves_and_is_idempotent(proxy, backends):
     assert "server b0 [::1]:%d check weight 1" % backends[0].port in result["content"]
     assert result["server_states"] == {"b0": "ready", "b1": "ready"}
     wait_serving(port)
-    bodies = set(get(port)[1] for _ in range(6))
+    bodies = set(get(port)[1] for _attempt in range(6))
     assert bodies == {"b0", "b1"}
     assert proxy.files()["10-other.cfg"] == other
     reloads = proxy.reloads()
@@ -100,7 +100,7 @@ def test_runtime_states_without_reload_and_kept_across_reloads(proxy, backends):
     assert result["server_states"] == {"b0": "drain", "b1": "ready"}
     assert result["diff"][-1]["before"] == "b0: ready\n" and result["diff"][-1]["after"] == "b0: drain\n"
     assert proxy.reloads() == reloads
-    assert set(get(port)[1] for _ in range(6)) == {"b1"}
+    assert set(get(port)[1] for _attempt in range(6)) == {"b1"}
     assert not proxy.run(**web(backends, port, servers=servers))["changed"]
     # another frontend's change reloads HAProxy; the drained server stays drained
     proxy.run(name="api", bind=["[::1]:%d" % free_port()], servers=[])
@@ -110,7 +110,7 @@ def test_runtime_states_without_reload_and_kept_across_reloads(proxy, backends):
     servers[0]["state"], servers[1]["state"] = "ready", "maint"
     result = proxy.run(**web(backends, port, servers=servers))
     assert result["server_states"] == {"b0": "ready", "b1": "maint"}
-    assert set(get(port)[1] for _ in range(6)) == {"b0"}
+    assert set(get(port)[1] for _attempt in range(6)) == {"b0"}
 
 
 def test_haproxy_rejects_a_change_and_the_live_file_stays(proxy, backends):

@@ -53,8 +53,8 @@ def test_without_user_data_an_empty_cloud_config_is_written():
 
 
 def test_network_config_and_vendor_data():
-    seed, _ = files(network_config={"version": 2, "ethernets": {"eth0": {"dhcp4": False}}},
-                    vendor_data={"runcmd": [["true"]]}, meta_data={"public-keys": ["k"]})
+    seed, _warnings = files(network_config={"version": 2, "ethernets": {"eth0": {"dhcp4": False}}},
+                            vendor_data={"runcmd": [["true"]]}, meta_data={"public-keys": ["k"]})
     assert seed["network-config"] == "ethernets:\n  eth0:\n    dhcp4: false\nversion: 2\n"
     assert seed["vendor-data"] == "#cloud-config\nruncmd:\n- - 'true'\n"
     assert "public-keys:\n- k\n" in seed["meta-data"]
@@ -92,8 +92,8 @@ def test_bad_input_names_the_parameter(extra, parameter):
 
 
 def test_outline_hides_user_data_values():
-    seed, _ = files(user_data={"password": "hunter2", "chpasswd": {"expire": False}},
-                    vendor_data="#!/bin/sh\necho secret\n")
+    seed, _warnings = files(user_data={"password": "hunter2", "chpasswd": {"expire": False}},
+                            vendor_data="#!/bin/sh\necho secret\n")
     text = cloudinit.outline(seed)
     assert "hunter2" not in text and "secret" not in text
     assert "user-data: (content hidden, sha256 " in text and "keys: chpasswd, password)" in text
@@ -102,7 +102,7 @@ def test_outline_hides_user_data_values():
 
 
 def test_iso_bytes_depend_only_on_the_content(monkeypatch):
-    seed, _ = files(user_data={"runcmd": [["touch", "/x"]]}, network_config={"version": 2})
+    seed, _warnings = files(user_data={"runcmd": [["touch", "/x"]]}, network_config={"version": 2})
     first = cloudinit.build_iso(seed)
     time.sleep(1.1)
     monkeypatch.setenv("TZ", "Pacific/Kiritimati")
@@ -115,7 +115,7 @@ def test_iso_bytes_depend_only_on_the_content(monkeypatch):
     assert first == second
     assert first[0x8001:0x8006] == b"CD001"
     assert first[0x8028:0x8028 + 6] == b"cidata"
-    other, _ = files(user_data={"runcmd": [["touch", "/y"]]}, network_config={"version": 2})
+    other, _warnings = files(user_data={"runcmd": [["touch", "/y"]]}, network_config={"version": 2})
     assert cloudinit.build_iso(other) != first
     # pycdlib's clock is its own again afterwards
     import pycdlib.dates  # pylint: disable=import-outside-toplevel
@@ -123,8 +123,8 @@ def test_iso_bytes_depend_only_on_the_content(monkeypatch):
 
 
 def test_iso_reads_back():
-    seed, _ = files(user_data={"runcmd": [["true"]]}, vendor_data={"packages": ["a"]},
-                    network_config={"version": 2})
+    seed, _warnings = files(user_data={"runcmd": [["true"]]}, vendor_data={"packages": ["a"]},
+                            network_config={"version": 2})
     label, found = cloudinit.read_iso(cloudinit.build_iso(seed))
     assert label == "cidata" and found == seed
     names = [cloudinit._iso_name(n) for n in cloudinit.FILES]

@@ -40,9 +40,8 @@ def server(**extra):
 
 
 def test_render_writes_ipv6_in_brackets_and_one_file_per_proxy():
-    want = haproxy.wanted(params(bind=["*:80", "[::]:80", {"address": "[2001:db8::10]:443",
-                                                              "certificate": "/etc/haproxy/web.pem",
-                                                              "options": ["alpn h2,http/1.1"]}],
+    tls = {"address": "[2001:db8::10]:443", "certificate": "/etc/haproxy/web.pem", "options": ["alpn h2,http/1.1"]}
+    want = haproxy.wanted(params(bind=["*:80", "[::]:80", tls],
                                  servers=[server(), server(name="b", address="192.0.2.7", port=8080, weight=5,
                                                            backup=True, check=False)],
                                  health_check={"http_path": "/healthz"}))
