@@ -202,7 +202,7 @@ EXAMPLES = r"""
     bind:
       - address: "[2001:db8::10]:443"
         certificate: /etc/haproxy/certs/shop.pem
-        options: [alpn h2,http/1.1]
+        options: ["alpn h2,http/1.1"]
     frontend_options: [option forwardfor]
     servers:
       - {name: a, address: "2001:db8:100::a", port: 8080}
