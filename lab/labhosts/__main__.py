@@ -1,4 +1,4 @@
-"""Command line: python -m labhosts {up,down,status,ssh} ..."""
+"""Command line: python -m labhosts {up,down,status,summary,ssh,image} ..."""
 
 import argparse
 import json
@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from . import lab
+from . import images, lab
 from .errors import LabError
 from .topology import parse
 
@@ -62,6 +62,8 @@ def main(argv=None):
     p_ssh.add_argument("lab")
     p_ssh.add_argument("host")
     p_ssh.add_argument("command", nargs=argparse.REMAINDER)
+    p_image = sub.add_parser("image", help="build a guest image if it is not cached; print its paths as JSON")
+    p_image.add_argument("name", choices=sorted(images.IMAGES))
     args = parser.parse_args(argv)
     try:
         if args.cmd == "up":
@@ -76,6 +78,9 @@ def main(argv=None):
         elif args.cmd == "ssh":
             state = lab.load_state(args.lab)
             os.execvp("ssh", ["ssh", "-F", state["ssh_config"], args.host] + args.command)
+        elif args.cmd == "image":
+            info = images.ensure(args.name, lab.cache_dir(), log=lambda msg: print("image: " + msg, file=sys.stderr))
+            print(json.dumps(info, indent=2, sort_keys=True))
     except LabError as exc:
         print("labhosts: error: %s" % exc, file=sys.stderr)
         return 1

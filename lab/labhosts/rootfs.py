@@ -3,6 +3,8 @@
 The cache key is a hash of everything that goes into the tree (suite, mirror,
 package list, the customisation below); a change to any of them builds a new
 tree next to the old ones. Hosts never write to it: each gets an overlay.
+The same build-once helpers (digest, cached, mmdebstrap) make the guest images
+of images.py.
 """
 
 import fcntl
@@ -73,17 +75,25 @@ def customize_commands():
     ]
 
 
+def digest(material):
+    """A short cache key for anything that can be written as JSON."""
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def cache_key():
-    material = json.dumps({"layout": 2, "suite": SUITE, "sources": sources(), "packages": packages(),
-                           "customize": customize_commands()}, sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
+    return digest({"layout": 2, "suite": SUITE, "sources": sources(), "packages": packages(),
+                   "customize": customize_commands()})
 
 
-def ensure(cache_dir, log=print):
-    """Return the path of a ready rootfs, building it first if it is not cached."""
-    base = os.path.join(cache_dir, "rootfs")
+def cached(base, name, key, build, log=print):
+    """Return base/name, first building it with build(tmp) if it is not complete.
+
+    Whatever is built goes to a temporary path next to the target and is
+    renamed into place with a .complete marker, all under a lock: concurrent
+    callers wait for one build, a killed build leaves nothing that looks done.
+    """
     os.makedirs(base, exist_ok=True)
-    target = os.path.join(base, "%s-%s" % (SUITE, cache_key()))
+    target = os.path.join(base, name)
     if os.path.isfile(os.path.join(target, ".complete")):
         return target
     with open(os.path.join(base, ".lock"), "w", encoding="ascii") as lock:
@@ -92,22 +102,40 @@ def ensure(cache_dir, log=print):
             return target
         tmp = target + ".building"
         shutil.rmtree(tmp, ignore_errors=True)
-        log("building lab rootfs %s (%d packages)" % (os.path.basename(target), len(packages())))
         started = time.monotonic()
-        args = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages()),
-                "--aptopt=Acquire::Retries \"3\""]
-        args += ["--customize-hook=" + cmd for cmd in customize_commands()]
-        args += [SUITE, tmp] + sources()
-        proc = run(args, check=False, timeout=1800)
-        if proc.returncode != 0:
+        try:
+            build(tmp)
+            with open(os.path.join(tmp, ".complete"), "w", encoding="ascii") as done:
+                done.write("%s\n" % key)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise LabError("mmdebstrap failed (rc=%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+            raise
+        os.rename(tmp, target)
+        log("built %s/%s in %.0f s" % (os.path.basename(base), name, time.monotonic() - started))
+    return target
+
+
+def mmdebstrap(target, include, hooks, timeout=1800):
+    """A minbase Debian tree at target with the packages of include, hooks run on it."""
+    args = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(include),
+            "--aptopt=Acquire::Retries \"3\""]
+    args += ["--customize-hook=" + cmd for cmd in hooks]
+    args += [SUITE, target] + sources()
+    proc = run(args, check=False, timeout=timeout)
+    if proc.returncode != 0:
+        raise LabError("mmdebstrap failed (rc=%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+
+
+def ensure(cache_dir, log=print):
+    """Return the path of a ready rootfs, building it first if it is not cached."""
+    key = cache_key()
+    name = "%s-%s" % (SUITE, key)
+
+    def build(tmp):
+        log("building lab rootfs %s (%d packages)" % (name, len(packages())))
+        mmdebstrap(tmp, packages(), customize_commands())
         # mmdebstrap empties the apt lists after the hooks; with a fresh mtime on
         # the empty lists, apt's cache_valid_time would skip the update and every
         # install would fail: make them look as old as they are useless
         os.utime(os.path.join(tmp, "var/lib/apt/lists"), (0, 0))
-        with open(os.path.join(tmp, ".complete"), "w", encoding="ascii") as done:
-            done.write("%s\n" % cache_key())
-        os.rename(tmp, target)
-        log("built lab rootfs in %.0f s" % (time.monotonic() - started))
-    return target
+    return cached(os.path.join(cache_dir, "rootfs"), name, key, build, log)

@@ -7,6 +7,7 @@ import pytest
 
 from labhosts import lab
 from labhosts.topology import parse
+from virt import Hypervisor
 
 
 def pytest_configure(config):
@@ -45,3 +46,16 @@ def lab_factory():
     yield make
     for name in made:
         lab.down(name, log=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def hypervisor(lab_factory):
+    """A lab host with libvirt and qemu installed through its apt, for tests
+    that boot TCG guests (see virt.py); guests left defined are removed."""
+    made = lab_factory({"lab": "virt-hv", "hosts": [
+        {"name": "hv1", "groups": ["hypervisors"], "devices": ["kvm", "tun"]},
+    ]})
+    host = Hypervisor(made.state, "hv1")
+    host.install_libvirt()
+    yield host
+    host.cleanup()
