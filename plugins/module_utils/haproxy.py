@@ -230,6 +230,11 @@ def _bind_line(bind, ipv4_wildcard_ports):
     if bind["address"] == "[::]":
         # every IPv6 address, and IPv4 too unless an IPv4 wildcard on the port takes that
         words.append("v6only" if bind["port"] in ipv4_wildcard_ports else "v4v6")
+    elif bind["address"].startswith("[") and not set(("v6only", "v4v6")) & set(" ".join(bind["options"]).split()):
+        # HAProxy 2.6 binds a specific IPv6 address v6only but, unless the line
+        # says so, does not recognise the socket as its own on reload: the new
+        # worker binds a new one and connections queued on the old are reset
+        words.append("v6only")
     if bind["certificate"]:
         words += ["ssl", "crt", bind["certificate"]]
     return " ".join(words + bind["options"])

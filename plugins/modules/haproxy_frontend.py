@@ -50,7 +50,8 @@ options:
     description:
       - Where the frontend listens. A string is an address, C(192.0.2.10:80), C([2001:db8::10]:443) (IPv6 in
         brackets), C(*:80) or C(0.0.0.0:80) (every IPv4 address), C([::]:80) (every IPv6 address, and every
-        IPv4 address too unless an IPv4 wildcard on the same port is listed).
+        IPv4 address too unless an IPv4 wildcard on the same port is listed). A specific IPv6 address is bound
+        C(v6only), which lets HAProxy 2.6 hand the socket over to the new worker on a reload.
       - Required when I(state=present).
     type: list
     elements: raw

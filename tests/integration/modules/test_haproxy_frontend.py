@@ -2,7 +2,9 @@
 tests) on loopback, with real HTTP servers behind it."""
 
 import os
+import re
 import socket
+import subprocess
 
 import pytest
 
@@ -220,6 +222,28 @@ def test_zero_failed_requests_while_servers_and_the_frontend_change(proxy, backe
     assert load.failures == [], load.failures[:5]
     assert load.ok >= 200, load.ok
     assert load.bodies <= {"b0", "b1", "b2"} and len(load.bodies) == 3
+
+
+def _listener_inodes(ports):
+    inodes = {}
+    for port in ports:
+        out = subprocess.run(["ss", "-ltnHe", "sport = :%d" % port], capture_output=True, text=True, check=True).stdout
+        inodes[port] = re.findall(r"ino:(\d+)", out)
+    return inodes
+
+
+def test_reloads_hand_every_listening_socket_over(proxy, backends):
+    """Seamless means the new worker takes the old one's sockets (same inode):
+    a socket bound anew would reset the connections queued on the old one."""
+    ports = [free_port() for _port in range(3)]
+    binds = ["[::1]:%d" % ports[0], "127.0.0.1:%d" % ports[1], "[::]:%d" % ports[2]]
+    proxy.run(**web(backends, ports[0], "b0", bind=binds))
+    wait_serving(ports[0])
+    before = _listener_inodes(ports)
+    assert all(len(found) == 1 for found in before.values()), before
+    result = proxy.run(**web(backends, ports[0], "b0", "b1", bind=binds))
+    assert result["reloaded"]
+    assert _listener_inodes(ports) == before
 
 
 def test_not_running_writes_the_checked_file_and_warns(tmp_path, backends):

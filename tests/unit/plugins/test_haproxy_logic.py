@@ -48,7 +48,7 @@ def test_render_writes_ipv6_in_brackets_and_one_file_per_proxy():
     text = haproxy.render(want)
     assert text.startswith(haproxy.HEADER)
     assert "frontend web\n    mode http\n    bind *:80\n    bind [::]:80 v6only\n" in text
-    assert "    bind [2001:db8::10]:443 ssl crt /etc/haproxy/web.pem alpn h2,http/1.1\n" in text
+    assert "    bind [2001:db8::10]:443 v6only ssl crt /etc/haproxy/web.pem alpn h2,http/1.1\n" in text
     assert "    default_backend web\n\nbackend web\n" in text
     assert "    server a [2001:db8:100::5]:80 check weight 1\n" in text
     assert "    server b 192.0.2.7:8080 weight 5 backup\n" in text
@@ -67,6 +67,12 @@ def test_health_check_as_ansible_passes_it_with_unset_suboptions_as_none():
     want = haproxy.wanted(params(health_check=health))
     assert want["health_check"] == {"interval": 500, "rise": 2, "fall": 3, "http_path": "/", "http_method": "GET",
                                     "expect_status": 200}
+
+
+def test_a_specific_ipv6_bind_says_v6only_so_reloads_hand_the_socket_over():
+    text = haproxy.render(haproxy.wanted(params(bind=["[2001:db8::1]:80", "192.0.2.1:80",
+                                                      {"address": "[2001:db8::2]:80", "options": ["v6only"]}])))
+    assert "    bind [2001:db8::1]:80 v6only\n    bind 192.0.2.1:80\n    bind [2001:db8::2]:80 v6only\n" in text
 
 
 def test_render_is_stable_and_states_are_not_in_the_file():
