@@ -23,6 +23,31 @@ class ParameterError(Exception):
         self.parameter = parameter
 
 
+def check_bool(parameter, value):
+    """A boolean given as YAML or Ansible would write it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("yes", "true", "on", "1"):
+        return True
+    if text in ("no", "false", "off", "0"):
+        return False
+    raise ParameterError(parameter, "%r is not a boolean" % (value,))
+
+
+def list_entry(where, item, key, example, optional, scalars=(str,)):
+    """A list entry given as a scalar (just ``key``) or as a dict with ``key``
+    and only the ``optional`` keys."""
+    if isinstance(item, scalars) and not isinstance(item, bool):
+        item = {key: item}
+    if not isinstance(item, dict) or key not in item:
+        raise ParameterError(where, "needs a '%s' (e.g. %s)" % (key, example))
+    unknown = set(item) - set((key,) + tuple(optional))
+    if unknown:
+        raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
+    return item
+
+
 class ModuleError(Exception):
     """A failure of the managed thing (a daemon, the kernel, a validator)."""
 

@@ -12,7 +12,7 @@ __metaclass__ = type
 import ipaddress
 import re
 
-from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError
+from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool, list_entry
 
 HEADER = "# Managed by hardway.cloud.haproxy_frontend; changes made here are overwritten.\n"
 # HAProxy's own rule for proxy and server names (letters, digits, '-', '_', '.', ':')
@@ -84,17 +84,6 @@ def split_endpoint(parameter, value):
     return host or "*", _port(parameter, port)
 
 
-def _bool(parameter, value):
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("yes", "true", "on", "1"):
-        return True
-    if text in ("no", "false", "off", "0"):
-        return False
-    raise ParameterError(parameter, "%r is not a boolean" % (value,))
-
-
 def _line(parameter, value):
     """One directive given through the escape hatch."""
     if not isinstance(value, str) or not value.strip():
@@ -106,17 +95,6 @@ def _line(parameter, value):
         raise ParameterError(parameter, "%r would start a new section or a comment, not a line of this proxy"
                                         % (value,))
     return " ".join(value.split())
-
-
-def _entry(where, item, key, example, optional):
-    if isinstance(item, (str, int)) and not isinstance(item, bool):
-        item = {key: item}
-    if not isinstance(item, dict) or key not in item:
-        raise ParameterError(where, "needs a '%s' (e.g. %s)" % (key, example))
-    unknown = set(item) - set((key,) + tuple(optional))
-    if unknown:
-        raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
-    return item
 
 
 def _int(parameter, value, low, high):
@@ -138,7 +116,7 @@ def wanted(params):
     binds = []
     for index, item in enumerate(params.get("bind") or []):
         where = "bind[%d]" % index
-        item = _entry(where, item, "address", "'[2001:db8::1]:443'", ("certificate", "options"))
+        item = list_entry(where, item, "address", "'[2001:db8::1]:443'", ("certificate", "options"), scalars=(str, int))
         host, port = split_endpoint(where, item["address"])
         bind = {"address": _address(where, host, wildcard=True), "port": port, "certificate": None,
                 "options": []}
@@ -170,9 +148,9 @@ def wanted(params):
             "name": check_name(where + ".name", item["name"]),
             "address": _address(where + ".address", item["address"]),
             "port": _port(where + ".port", item["port"]),
-            "check": _bool(where + ".check", item.get("check", True)),
+            "check": check_bool(where + ".check", item.get("check", True)),
             "weight": _int(where + ".weight", item.get("weight", 1), 0, 256),
-            "backup": _bool(where + ".backup", item.get("backup", False)),
+            "backup": check_bool(where + ".backup", item.get("backup", False)),
             "state": item.get("state") or "ready",
         }
         if server["state"] not in SERVER_STATES:

@@ -13,7 +13,7 @@ __metaclass__ = type
 import ipaddress
 import re
 
-from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError
+from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool, list_entry
 from ansible_collections.hardway.cloud.plugins.module_utils.vxlan import check_ifname
 
 DOMAIN = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
@@ -49,36 +49,23 @@ def _network(parameter, value):
     return network
 
 
-def _entry(where, item, key, example, optional):
-    """A list entry given as a string (just ``key``) or as a dict with ``key``
-    and only the ``optional`` keys."""
-    if isinstance(item, str):
-        item = {key: item}
-    if not isinstance(item, dict) or key not in item:
-        raise ParameterError(where, "needs a '%s' (e.g. %s)" % (key, example))
-    unknown = set(item) - set((key,) + tuple(optional))
-    if unknown:
-        raise ParameterError(where, "unknown keys %s" % ", ".join(sorted(unknown)))
-    return item
-
-
 def wanted(params):
     """The advertisement as a normalised dict; raises ParameterError."""
     interface = check_ifname("interface", params["interface"])
     prefixes = []
     for index, item in enumerate(params.get("prefixes") or []):
         where = "prefixes[%d]" % index
-        item = _entry(where, item, "prefix", "2001:db8:100::/64",
-                      ("on_link", "autonomous", "valid_lifetime", "preferred_lifetime"))
+        item = list_entry(where, item, "prefix", "2001:db8:100::/64",
+                          ("on_link", "autonomous", "valid_lifetime", "preferred_lifetime"))
         network = _network(where + ".prefix", item["prefix"])
-        autonomous = _bool(where + ".autonomous", item.get("autonomous", True))
+        autonomous = check_bool(where + ".autonomous", item.get("autonomous", True))
         if autonomous and network.prefixlen != 64:
             raise ParameterError(where + ".prefix", "%s: SLAAC (autonomous) needs a /64 prefix" % network)
         valid = _lifetime(where + ".valid_lifetime", item.get("valid_lifetime", 86400))
         preferred = _lifetime(where + ".preferred_lifetime", item.get("preferred_lifetime", 14400))
         if _seconds(preferred) > _seconds(valid):
             raise ParameterError(where + ".preferred_lifetime", "%s is longer than valid_lifetime %s" % (preferred, valid))
-        prefixes.append({"prefix": str(network), "on_link": _bool(where + ".on_link", item.get("on_link", True)),
+        prefixes.append({"prefix": str(network), "on_link": check_bool(where + ".on_link", item.get("on_link", True)),
                          "autonomous": autonomous, "valid_lifetime": valid, "preferred_lifetime": preferred})
     if len(set(p["prefix"] for p in prefixes)) != len(prefixes):
         raise ParameterError("prefixes", "lists a prefix twice")
@@ -101,7 +88,7 @@ def wanted(params):
     routes = []
     for index, item in enumerate(params.get("routes") or []):
         where = "routes[%d]" % index
-        item = _entry(where, item, "route", "2001:db8:200::/48", ("preference", "lifetime"))
+        item = list_entry(where, item, "route", "2001:db8:200::/48", ("preference", "lifetime"))
         preference = item.get("preference", "medium")
         if preference not in PREFERENCES:
             raise ParameterError(where + ".preference", "%r is not one of %s" % (preference, ", ".join(PREFERENCES)))
@@ -125,17 +112,6 @@ def wanted(params):
             "dnssl": dnssl, "dnssl_lifetime": _lifetime("dnssl_lifetime", params.get("dnssl_lifetime")),
             "routes": routes, "min_interval": min_interval, "max_interval": max_interval,
             "default_lifetime": default_lifetime, "mtu": mtu}
-
-
-def _bool(parameter, value):
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("yes", "true", "on", "1"):
-        return True
-    if text in ("no", "false", "off", "0"):
-        return False
-    raise ParameterError(parameter, "%r is not a boolean" % (value,))
 
 
 def _number(parameter, value, low, high):
