@@ -13,6 +13,7 @@ import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 
 class ParameterError(Exception):
@@ -128,6 +129,58 @@ def parameter_of(message):
     return None
 
 
+_FOUND_IN = re.compile(r" found in '?(?P<context>[A-Za-z0-9_]+(?: -> [A-Za-z0-9_]+)*)")
+
+
+def entry_parameter(argument_spec, given, message, lists=None):
+    """The entry an Ansible argument validation ``message`` is about, as
+    volumes[2].state or volumes[2].snapshots[0].name: Ansible names the option
+    and its list ("found in volumes") but not which entry. ``given`` are the
+    parameters as given; ``lists`` the top-level options looked into (all when
+    None). None when the message is not about an entry of one of them (or no
+    entry is found to refuse it)."""
+    parameter = parameter_of(message)
+    if not parameter:
+        return None
+    found = _FOUND_IN.search(message)
+    if found:
+        context, leaf = found.group("context").split(" -> "), parameter.split(".")[-1]
+    else:
+        parts = parameter.split(".")
+        context, leaf = parts[:-1], parts[-1]
+    if not context or (lists is not None and context[0] not in lists):
+        return None
+    return _locate(argument_spec, given, context, leaf)
+
+
+def _locate(spec, params, context, leaf):
+    option = spec.get(context[0]) or {}
+    value = params.get(context[0]) if isinstance(params, dict) else None
+    options = option.get("options")
+    if not options or value is None:
+        return None
+    listed = option.get("type") == "list"
+    for index, item in enumerate(value if listed and isinstance(value, list) else [value]):
+        if not isinstance(item, dict):
+            continue
+        where = "%s[%d]" % (context[0], index) if listed else context[0]
+        if len(context) > 1:
+            deeper = _locate(options, item, context[1:], leaf)
+            if deeper:
+                return "%s.%s" % (where, deeper)
+        elif _refuses(options, item, leaf):
+            return "%s.%s" % (where, leaf)
+    return None
+
+
+def _refuses(spec, item, leaf):
+    """Whether Ansible's validation of ``item`` against ``spec`` fails on option ``leaf``."""
+    result = ArgumentSpecValidator(spec).validate(item)
+    if leaf in result.unsupported_parameters:
+        return True
+    return any(parameter_of(message) == leaf for message in result.error_messages)
+
+
 def _value_at(params, where):
     value = params
     for part in where.replace("[", ".[").split("."):
@@ -145,10 +198,11 @@ class HardwayModule(object):
 
     argument_spec = {}
     module_kwargs = {}
+    module_class = _AnsibleModule
 
     def __init__(self):
-        self.module = _AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True,
-                                     **self.module_kwargs)
+        self.module = self.module_class(argument_spec=self.argument_spec, supports_check_mode=True,
+                                        **self.module_kwargs)
         self.module._validated = True
         self.params = self.module.params
         self.check_mode = self.module.check_mode

@@ -24,17 +24,42 @@ description:
     never their values.
   - The image holds secrets as often as not, so a new file is created with mode C(0600) unless I(mode) says
     otherwise.
+  - With I(rbd) the seed is written into an RBD image of a Ceph cluster instead of a file, so the VM can start on
+    any hypervisor. The RBD image is as large as the seed; a changed seed is written over it in place (one RADOS
+    object for any seed below the image's object size, 4 MiB by default), also while a VM has it open.
 author: hardway.cloud developers (!UNKNOWN)
 extends_documentation_fragment:
   - hardway.cloud.attributes
   - ansible.builtin.files
+  - hardway.cloud.ceph
 options:
   dest:
-    description: Where the image is written on the host (a path, e.g. below libvirt's image directory).
+    description:
+      - Where the image is written on the host (a path, e.g. below libvirt's image directory).
+      - Exactly one of I(dest) and I(rbd) is required.
     type: path
-    required: true
+  rbd:
+    description:
+      - The RBD image the seed is written into, instead of I(dest). The Ceph connection options (I(conf),
+        I(keyring), I(user), I(cluster), I(timeout)) say how to reach the cluster; the file options (I(mode),
+        I(owner), ...) do not apply.
+      - Removing it (I(state=absent)) is refused while a client has it open (a running VM).
+    type: dict
+    suboptions:
+      pool:
+        description: The pool.
+        type: str
+        required: true
+      namespace:
+        description: The RBD namespace in the pool (must exist).
+        type: str
+        default: ""
+      image:
+        description: The image's name.
+        type: str
+        required: true
   state:
-    description: Whether the image exists. C(absent) removes the file.
+    description: Whether the image exists. C(absent) removes the file or RBD image.
     type: str
     choices: [present, absent]
     default: present
@@ -73,7 +98,8 @@ options:
     elements: str
     default: []
 notes:
-  - Needs the Python libraries pycdlib and PyYAML on the host (Debian packages C(python3-pycdlib), C(python3-yaml)).
+  - Needs the Python libraries pycdlib and PyYAML on the host (Debian packages C(python3-pycdlib), C(python3-yaml));
+    I(rbd) also needs the rados and rbd bindings.
 seealso:
   - module: hardway.cloud.kvm_instance
   - name: cloud-init NoCloud data source
@@ -115,14 +141,29 @@ EXAMPLES = r"""
   hardway.cloud.cloudinit_seed:
     dest: /var/lib/libvirt/images/db1-seed.iso
     state: absent
+
+- name: A seed in Ceph, which any hypervisor can attach
+  hardway.cloud.cloudinit_seed:
+    rbd: {pool: vms, image: web1-seed}
+    user: hypervisor
+    keyring: /etc/ceph/ceph.client.hypervisor.keyring
+    instance_id: web1
+    hostname: web1
+    user_data:
+      packages: [nginx]
 """
 
 RETURN = r"""
 dest:
   description: The image's path.
-  returned: always
+  returned: with I(dest)
   type: str
   sample: /var/lib/libvirt/images/web1-seed.iso
+image:
+  description: The RBD image, C(POOL/IMAGE) or C(POOL/NAMESPACE/IMAGE).
+  returned: with I(rbd)
+  type: str
+  sample: vms/web1-seed
 sha256:
   description: SHA-256 of the image (null when absent).
   returned: always
@@ -148,13 +189,28 @@ import tempfile
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import cloudinit as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import HardwayModule, ModuleError, ParameterError
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
+    HAS_RADOS, PACKAGES as CEPH_PACKAGES, Cluster, ceph_argument_spec, connection_options)
+from ansible_collections.hardway.cloud.plugins.module_utils.rbd import check_name, image_spec
+
+try:
+    import rbd
+    HAS_RBD = True
+except ImportError:
+    rbd = None
+    HAS_RBD = False
 
 PACKAGES = {"pycdlib": "python3-pycdlib", "PyYAML": "python3-yaml"}
 
 
 class CloudinitSeed(HardwayModule):
-    argument_spec = dict(
-        dest=dict(type="path", required=True),
+    argument_spec = ceph_argument_spec(
+        dest=dict(type="path"),
+        rbd=dict(type="dict", options=dict(
+            pool=dict(type="str", required=True),
+            namespace=dict(type="str", default=""),
+            image=dict(type="str", required=True),
+        )),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         instance_id=dict(type="str"),
         hostname=dict(type="str"),
@@ -164,41 +220,116 @@ class CloudinitSeed(HardwayModule):
         vendor_data=dict(type="raw", no_log=True),
         ssh_authorized_keys=dict(type="list", elements="str", default=[], no_log=False),
     )
-    module_kwargs = dict(add_file_common_args=True)
+    module_kwargs = dict(add_file_common_args=True, mutually_exclusive=[("dest", "rbd")],
+                         required_one_of=[("dest", "rbd")])
 
     def run(self):
-        params = self.params
-        dest = params["dest"]
+        if self.params["rbd"] is not None:
+            self._run_rbd()
+            return
+        dest = self.params["dest"]
         if os.path.isdir(dest):
             raise ParameterError("dest", "%s is a directory; give the image's file name" % dest)
+        current = self._read(dest)
+        if self.params["state"] == "absent":
+            self._absent(dest, current)
+            return
+        image, seed_files = self._seed(current, dest)
+        if self.result["changed"] and not self.check_mode:
+            self._write(dest, image)
+        if os.path.exists(dest):
+            file_args = self.module.load_file_common_arguments(self.params, path=dest)
+            self.result["changed"] = self.module.set_fs_attributes_if_different(
+                file_args, self.result["changed"], diff=None)
+
+    def _seed(self, current, where):
+        """Build the seed; record checksum, files, change and diff against ``current`` (bytes or None)."""
         try:
-            current = self._read(dest)
-            if params["state"] == "absent":
-                self._absent(dest, current)
-                return
             warnings = []
-            seed_files = logic.files(params, warnings)
+            seed_files = logic.files(self.params, warnings)
             for warning in warnings:
                 self.module.warn(warning)
             image = logic.build_iso(seed_files)
             before_files = self._files_of(current)
         except logic.MissingLibrary as exc:
             raise ModuleError(missing_required_lib("%s (Debian package %s)" % (exc, PACKAGES[str(exc)])))
-        digest = hashlib.sha256(image).hexdigest()
-        changed = current != image
-        self.result.update(dest=dest, sha256=digest, size=len(image), files=sorted(seed_files), changed=changed)
-        self.set_diff(logic.outline(before_files) if current is not None else "",
-                      logic.outline(seed_files))
+        self.result.update(sha256=hashlib.sha256(image).hexdigest(), size=len(image), files=sorted(seed_files),
+                           changed=current != image)
+        self.set_diff(logic.outline(before_files) if current is not None else "", logic.outline(seed_files))
         if self.module._diff:
-            self.result["diff"].update(before_header=dest, after_header=dest)
-        if changed and not self.check_mode:
-            self._write(dest, image)
-        if os.path.exists(dest):
-            file_args = self.module.load_file_common_arguments(params, path=dest)
-            self.result["changed"] = self.module.set_fs_attributes_if_different(
-                file_args, self.result["changed"], diff=None)
+            self.result["diff"].update(before_header=where, after_header=where)
+        return image, seed_files
+
+    # the seed in an RBD image
+
+    def _run_rbd(self):
+        params = self.params
+        for option in ("mode", "owner", "group", "seuser", "serole", "selevel", "setype", "attributes"):
+            if params.get(option) is not None:
+                raise ParameterError(option, "applies to a seed file (dest), not to an RBD image (rbd)")
+        target = params["rbd"]
+        pool = check_name("rbd.pool", target["pool"], "pool")
+        namespace = check_name("rbd.namespace", target["namespace"], "namespace") if target["namespace"] else ""
+        name = check_name("rbd.image", target["image"], "image")
+        spec = image_spec(pool, namespace, name)
+        options = connection_options(params)
+        if not (HAS_RADOS and HAS_RBD):
+            raise ModuleError(missing_required_lib(CEPH_PACKAGES))
+        self.result["image"] = spec
+        with Cluster(options) as cluster:
+            ioctx = cluster.ioctx(pool, parameter="rbd.pool")
+            try:
+                if namespace:
+                    if not rbd.RBD().namespace_exists(ioctx, namespace):
+                        raise ParameterError("rbd.namespace", "namespace %s does not exist in pool %s of %s"
+                                             % (namespace, pool, cluster.where()))
+                    ioctx.set_namespace(namespace)
+                self._converge_rbd(ioctx, name, spec)
+            finally:
+                ioctx.close()
+
+    def _converge_rbd(self, ioctx, name, spec):
+        # read-only: a reader is not a watcher, so the watchers are other clients
+        try:
+            with rbd.Image(ioctx, name, read_only=True) as handle:
+                current = handle.read(0, handle.size())
+                watchers = [watcher["addr"] for watcher in handle.watchers_list()]
+        except rbd.ImageNotFound:
+            current, watchers = None, []
+        if self.params["state"] == "absent":
+            self._absent_rbd(ioctx, name, spec, current, watchers)
+            return
+        image, _files = self._seed(current, "rbd:" + spec)
+        if not self.result["changed"] or self.check_mode:
+            return
+        try:
+            if current is None:
+                rbd.RBD().create(ioctx, name, len(image), old_format=False)
+            with rbd.Image(ioctx, name) as handle:
+                if handle.size() != len(image):
+                    handle.resize(len(image), allow_shrink=True)
+                handle.write(image, 0)
+                handle.flush()
+        except rbd.Error as exc:
+            raise ModuleError("cannot write the seed into %s: %s" % (spec, exc))
+
+    def _absent_rbd(self, ioctx, name, spec, current, watchers):
+        self.result.update(sha256=None, size=0, files=[], changed=current is not None)
+        if current is None:
+            return
+        self.set_diff(logic.outline(self._files_of(current)), "")
+        if watchers:
+            raise ModuleError("the seed %s is in use (open by %s): stop the VM that has it attached first"
+                              % (spec, ", ".join(watchers)), changed=False)
+        if self.check_mode:
+            return
+        try:
+            rbd.RBD().remove(ioctx, name)
+        except rbd.Error as exc:
+            raise ModuleError("cannot remove %s: %s" % (spec, exc))
 
     def _read(self, dest):
+        self.result["dest"] = dest
         try:
             with open(dest, "rb") as handle:
                 return handle.read()
@@ -216,7 +347,7 @@ class CloudinitSeed(HardwayModule):
         except logic.MissingLibrary:
             raise
         except Exception:  # pylint: disable=broad-except
-            return {"user-data": "(%s is not an ISO image)" % self.params["dest"]}
+            return {"user-data": "(the current image is not an ISO image)"}
         return found if label == logic.LABEL else {"user-data": "(image labelled %r, not cidata)" % label}
 
     def _write(self, dest, image):
@@ -243,7 +374,7 @@ class CloudinitSeed(HardwayModule):
             raise ModuleError("cannot write %s: %s" % (dest, exc))
 
     def _absent(self, dest, current):
-        self.result.update(dest=dest, sha256=None, size=0, files=[], changed=current is not None)
+        self.result.update(sha256=None, size=0, files=[], changed=current is not None)
         if current is not None:
             self.set_diff(logic.outline(self._files_of(current)), "")
         if current is not None and not self.check_mode:

@@ -1,10 +1,14 @@
 """Fixtures for tests against real lab hosts."""
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 
+from labhosts import ceph as ceph_lab
 from labhosts import lab
 from labhosts.topology import parse
 from virt import Hypervisor
@@ -59,3 +63,86 @@ def hypervisor(lab_factory):
     host.install_libvirt()
     yield host
     host.cleanup()
+
+
+# holds an RBD image open, as a running VM does, until SIGTERM
+HOLDER = """
+import signal, sys, time
+import rados, rbd
+conf, keyring, user, pool, name = sys.argv[1:6]
+cluster = rados.Rados(conffile=conf, rados_id=user, conf={"keyring": keyring})
+cluster.connect(timeout=30)
+ioctx = cluster.open_ioctx(pool)
+image = rbd.Image(ioctx, name)
+def stop(_signum, _frame):
+    image.close()
+    ioctx.close()
+    cluster.shutdown()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("open", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+class CephCluster:
+    """A Ceph cluster the machine reaches as a client: ``conf`` and ``keyring``
+    are files on the machine for ``client.<user>``; ``pool`` is an RBD pool."""
+
+    def __init__(self, conf, keyring, user="admin", pool="vms"):
+        self.conf = conf
+        self.keyring = keyring
+        self.user = user
+        self.pool = pool
+
+    def connection(self):
+        """The module options that reach this cluster."""
+        return {"conf": self.conf, "keyring": self.keyring, "user": self.user}
+
+    @contextlib.contextmanager
+    def hold(self, name):
+        """A separate process with image ``name`` of the pool open (a watcher,
+        as a running VM is), stopped by its PID when the block ends."""
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, self.conf, self.keyring, self.user, self.pool, name],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline()
+            assert line.strip() == "open", "the holder did not open %s" % name
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=20)
+            proc.stdout.close()
+
+    def rbd(self, *args, check=True):
+        """The rbd CLI against this cluster (for checks from outside the module)."""
+        proc = subprocess.run(["rbd", "-c", self.conf, "-k", self.keyring, "--id", self.user] + list(args),
+                              capture_output=True, text=True, timeout=120, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError("rbd %s failed: %s" % (" ".join(args), proc.stderr))
+        return proc
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory):
+    """A real Ceph cluster for module tests: a lab host converged by the
+    storage role; the machine is its client (admin key).
+    HARDWAY_TEST_CEPH=<dir> (holding ceph.conf and ceph.client.admin.keyring)
+    uses a cluster that already runs instead."""
+    existing = os.environ.get("HARDWAY_TEST_CEPH")
+    if existing:
+        yield CephCluster(os.path.join(existing, "ceph.conf"),
+                          os.path.join(existing, "ceph.client.admin.keyring"))
+        return
+    tmp = tmp_path_factory.mktemp("ceph")
+    try:
+        _state, conf, keyring = ceph_lab.up("ceph", str(tmp))
+        yield CephCluster(conf, keyring)
+    finally:
+        lab.down("ceph", log=lambda _msg: None)
