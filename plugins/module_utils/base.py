@@ -84,7 +84,13 @@ def _not_dicts(spec, params, prefix=""):
 
 class _AnsibleModule(AnsibleModule):
     """AnsibleModule whose argument validation names the parameter when a dict
-    was expected: Ansible's own message ("dictionary requested, ...") does not."""
+    was expected: Ansible's own message ("dictionary requested, ...") does not;
+    and, for the list options named in ``entry_lists``, the entry a message is
+    about (interfaces[1].bridge), where Ansible names only the list."""
+
+    def __init__(self, *args, **kwargs):
+        self.entry_lists = kwargs.pop("entry_lists", ())
+        super(_AnsibleModule, self).__init__(*args, **kwargs)
 
     def _load_params(self):
         super(_AnsibleModule, self)._load_params()
@@ -99,6 +105,12 @@ class _AnsibleModule(AnsibleModule):
             if where:
                 kwargs["parameter"] = where[0]
                 msg = "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0]))
+        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False) \
+                and self.entry_lists:
+            where = entry_parameter(self.argument_spec, given, msg, lists=self.entry_lists)
+            if where:
+                kwargs["parameter"] = where
+                msg = "%s: %s" % (where, msg)
         if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False):
             parameter = parameter_of(msg)
             if parameter:
@@ -199,10 +211,12 @@ class HardwayModule(object):
     argument_spec = {}
     module_kwargs = {}
     module_class = _AnsibleModule
+    # list options whose entries Ansible's validation messages are traced to
+    entry_lists = ()
 
     def __init__(self):
         self.module = self.module_class(argument_spec=self.argument_spec, supports_check_mode=True,
-                                        **self.module_kwargs)
+                                        entry_lists=self.entry_lists, **self.module_kwargs)
         self.module._validated = True
         self.params = self.module.params
         self.check_mode = self.module.check_mode

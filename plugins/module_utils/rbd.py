@@ -11,15 +11,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import math
 import re
-from fractions import Fraction
 
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, list_entry
-
-UNITS = (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10))
-SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?:(?P<unit>[KMGTP])(?P<suffix>iB|i|B)?|B)?$",
-                  re.IGNORECASE)
+from ansible_collections.hardway.cloud.plugins.module_utils.units import format_size, parse_size
 
 # librbd's feature bits (include/rbd/features.h), a stable ABI
 FEATURES = (("layering", 1), ("striping", 2), ("exclusive-lock", 4), ("object-map", 8), ("fast-diff", 16),
@@ -37,56 +32,6 @@ NEEDS = (("object-map", "exclusive-lock"), ("fast-diff", "object-map"), ("journa
 # a pool, namespace, image or snapshot name: the rbd CLI's separators (/ @),
 # whitespace and control characters would make it ambiguous or unprintable
 BAD_NAME = re.compile(r"[/@\s\x00-\x1f\x7f]")
-
-
-def parse_size(parameter, value):
-    """Bytes from an integer (bytes) or a string with a binary unit: 10G, 512M,
-    1.5T, 10GiB (1G = 2**30). The result is a positive whole number of bytes."""
-    if isinstance(value, bool):
-        raise ParameterError(parameter, "%r is not a size" % (value,))
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ParameterError(parameter, "%r is not a size" % (value,))
-        number = Fraction(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ParameterError(parameter, "%r is negative; a size is more than 0" % (value,))
-        match = SIZE.match(text)
-        if not match:
-            raise ParameterError(parameter, "%r is not a size: give bytes or a number with a binary unit, e.g. "
-                                            "512M, 10G, 1.5T (K, M, G, T, P; 1G = 1024 M)" % (value,))
-        number, unit = Fraction(match.group("number")), match.group("unit")
-        if unit and (match.group("suffix") or "").upper() == "B":
-            raise ParameterError(parameter, "%r: write %s%s or %s%siB (binary units; %sB could mean powers of 1000)"
-                                 % (value, match.group("number"), unit.upper(), match.group("number"),
-                                    unit.upper(), unit.upper()))
-        if unit:
-            number *= dict(UNITS)[unit.upper()]
-    else:
-        raise ParameterError(parameter, "%r is not a size" % (value,))
-    if number < 0:
-        raise ParameterError(parameter, "%r is negative; a size is more than 0" % (value,))
-    if number.denominator != 1:
-        raise ParameterError(parameter, "%r is not a whole number of bytes" % (value,))
-    if number == 0:
-        raise ParameterError(parameter, "must be more than 0 bytes")
-    return int(number)
-
-
-def format_size(size):
-    """Bytes for people: 10 GiB, 1.5 TiB, 1000 bytes."""
-    if size is None:
-        return "none"
-    for unit, factor in UNITS:
-        if size >= factor:
-            value = Fraction(size, factor)
-            if value.denominator == 1:
-                return "%d %siB" % (value.numerator, unit)
-            if (value * 100).denominator == 1:
-                return ("%.2f" % float(value)).rstrip("0") + " %siB" % unit
-            break
-    return "%d bytes" % size
 
 
 def check_name(parameter, value, what):

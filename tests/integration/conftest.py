@@ -1,6 +1,7 @@
 """Fixtures for tests against real lab hosts."""
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,17 @@ from labhosts import ceph as ceph_lab
 from labhosts import lab
 from labhosts.topology import parse
 from virt import Hypervisor
+
+
+# Labs of this checkout carry its mark, so test runs of two checkouts on one
+# machine (a CI clone and a working tree) never tear down each other's labs.
+CHECKOUT = hashlib.sha256(os.path.dirname(os.path.dirname(os.path.abspath(__file__))).encode()).hexdigest()[:6]
+
+
+def lab_name(name):
+    """The name of lab ``name`` in this checkout."""
+    suffix = "-" + CHECKOUT
+    return name if name.endswith(suffix) else name + suffix
 
 
 def pytest_configure(config):
@@ -43,7 +55,7 @@ def lab_factory():
     made = []
 
     def make(spec):
-        topo = parse(spec)
+        topo = parse(dict(spec, lab=lab_name(spec["lab"])))
         made.append(topo.lab)
         return Lab(lab.up(topo, fresh=True, log=lambda _msg: None))
 
@@ -142,7 +154,7 @@ def ceph(tmp_path_factory):
         return
     tmp = tmp_path_factory.mktemp("ceph")
     try:
-        _state, conf, keyring = ceph_lab.up("ceph", str(tmp))
+        _state, conf, keyring = ceph_lab.up(lab_name("ceph"), str(tmp))
         yield CephCluster(conf, keyring)
     finally:
-        lab.down("ceph", log=lambda _msg: None)
+        lab.down(lab_name("ceph"), log=lambda _msg: None)

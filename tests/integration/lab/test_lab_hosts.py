@@ -14,6 +14,8 @@ from labhosts import cgroups, lab
 from labhosts.system import wait_gone
 from labhosts.topology import controller_link_name, parse
 
+from conftest import lab_name
+
 LAB_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab")
 
 MCAST_RECEIVER = r"""
@@ -152,7 +154,7 @@ def _leftovers(name):
 
 
 def test_up_after_a_killed_run_works_and_down_leaves_nothing(lab_factory):
-    name = "it-crash"
+    name = lab_name("it-crash")
     cli_args = ["--lab", name, "--host", "n1", "--host", "n2+tun"]
     env = dict(os.environ, PYTHONPATH=os.path.abspath(LAB_DIR))
     killed = subprocess.Popen([sys.executable, "-m", "labhosts", "up"] + cli_args, env=env,

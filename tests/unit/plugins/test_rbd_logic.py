@@ -3,7 +3,7 @@ plan from an image's facts to the wanted state (with the facts afterwards)."""
 
 import pytest
 
-from ansible_collections.hardway.cloud.plugins.module_utils import base, rbd
+from ansible_collections.hardway.cloud.plugins.module_utils import base, rbd, units
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError
 
 MIB, GIB = 1 << 20, 1 << 30
@@ -49,7 +49,7 @@ def refused(parameter, *args, **kwargs):
     (2.0, 2), ("1P", 1 << 50),
 ])
 def test_sizes_are_binary(value, size):
-    assert rbd.parse_size("size", value) == size
+    assert units.parse_size("size", value) == size
 
 
 @pytest.mark.parametrize("value,words", [
@@ -59,17 +59,17 @@ def test_sizes_are_binary(value, size):
 ])
 def test_bad_sizes_name_the_parameter(value, words):
     with pytest.raises(ParameterError) as info:
-        rbd.parse_size("size", value)
+        units.parse_size("size", value)
     assert info.value.parameter == "size"
     assert words in str(info.value) and str(info.value).startswith("size: ")
 
 
 def test_format_size():
-    assert rbd.format_size(10 * GIB) == "10 GiB"
-    assert rbd.format_size(3 << 39) == "1.5 TiB"
-    assert rbd.format_size(1000) == "1000 bytes"
-    assert rbd.format_size(MIB + 1) == "1048577 bytes"
-    assert rbd.format_size(GIB + GIB // 4) == "1.25 GiB"
+    assert units.format_size(10 * GIB) == "10 GiB"
+    assert units.format_size(3 << 39) == "1.5 TiB"
+    assert units.format_size(1000) == "1000 bytes"
+    assert units.format_size(MIB + 1) == "1048577 bytes"
+    assert units.format_size(GIB + GIB // 4) == "1.25 GiB"
 
 
 @pytest.mark.parametrize("name", ["a/b", "a@b", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "", None])
