@@ -21,9 +21,10 @@ import subprocess
 import time
 from xml.etree import ElementTree
 
-# What a hypervisor host needs to run TCG guests; the recommends (GUI, UEFI,
-# block drivers, dnsmasq) are not needed for direct kernel boot.
-PACKAGES = ["libvirt-daemon-system", "qemu-system-x86", "qemu-utils"]
+# What a hypervisor host needs to run TCG guests, and the bindings the
+# collection's modules use there; the recommends (GUI, UEFI, block drivers,
+# dnsmasq) are not needed for direct kernel boot.
+PACKAGES = ["libvirt-daemon-system", "qemu-system-x86", "qemu-utils", "python3-libvirt"]
 # Where guest files live in the host: a directory libvirt's qemu user can reach.
 GUEST_ROOT = "/var/lib/libvirt/images"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
@@ -113,7 +114,8 @@ class Hypervisor:
     def install_libvirt(self, timeout=900):
         """Install libvirt and qemu through the host's apt unless they are there;
         the seconds it took (0 when nothing was installed)."""
-        if self.run("command -v virsh && command -v qemu-system-x86_64", check=False).returncode == 0:
+        if self.run("command -v virsh && command -v qemu-system-x86_64 && python3 -c 'import libvirt'",
+                    check=False).returncode == 0:
             return 0.0
         started = time.monotonic()
         self.run("apt-get update -qq && %s apt-get install -y -qq --no-install-recommends %s"

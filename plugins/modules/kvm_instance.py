@@ -1,0 +1,574 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hardway.cloud developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: kvm_instance
+short_description: KVM/QEMU virtual machines (libvirt domains), declared
+version_added: 0.1.0
+description:
+  - Manages a virtual machine as a libvirt domain through the libvirt Python bindings on the host, from options
+    (no domain XML to write) - its CPUs, memory, local disks, cloud-init seed, NICs on Linux bridges, direct kernel
+    boot, serial console log, metadata, autostart and whether it runs.
+  - "The module owns part of the domain's definition: the domain type, name, C(<vcpu>), C(<memory>), the kernel,
+    initrd and command line, the C(<disk device='disk'>) elements, the C(<interface type='bridge'>) elements, the
+    first serial port and the metadata element in its own namespace C(https://hardway.cloud/xmlns/instance/1).
+    Only that part is compared, changed and shown in the diff; what libvirt adds (uuid, device addresses,
+    controllers, aliases, default devices, seclabels) and anything else in the definition is left as it is."
+  - An option left out leaves that part of an existing VM as it is (a new VM gets 1 vCPU, 512 MiB and type
+    C(kvm)); so a task with just I(name) and I(state) starts, stops or removes a VM without restating it.
+  - Changes to an existing VM are written into its persistent definition. When the VM runs and its running
+    configuration differs from that definition in the owned part, I(needs_restart) is returned C(true) (and keeps
+    being returned until the VM is restarted, e.g. with I(state=restarted)). Metadata changes are applied to the
+    running VM at once.
+  - "MAC addresses: an interface without I(mac) keeps the MAC its position has in the existing VM; a new one gets
+    a MAC derived from the instance's name and the interface's index: C(02) followed by the first five bytes of
+    SHA-256 of C(NAME/INDEX) (e.g. C(web1/0)), a locally administered unicast address that is the same on every run
+    and every host."
+  - Where the URI is a local QEMU one (C(qemu:///system), C(qemu:///session)), files (disks, seed, kernel, initrd,
+    the serial log's directory) and bridges are checked on the host before anything is defined, and a missing one
+    fails naming the option (C(disks[1].path), C(interfaces[0].bridge)).
+  - Check mode plans and changes nothing. With C(--diff) the owned part of the definition before and after is
+    returned as XML.
+author: hardway.cloud developers (!UNKNOWN)
+extends_documentation_fragment:
+  - hardway.cloud.attributes
+options:
+  name:
+    description: The domain's name, unique on the host.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) defines the VM and leaves it running or not as it is. C(running) defines and starts it (resumes
+        it when paused). C(stopped) defines it and shuts it down (ACPI, then off after I(shutdown_timeout)).
+        C(paused) defines it and pauses it (starting it paused when it is off). C(restarted) defines it and shuts
+        it down (as for C(stopped)) and starts it again, always a change.
+      - C(absent) turns a running VM off at once and removes its definition, with its managed save image, NVRAM
+        and snapshot metadata. Its disks are never removed.
+    type: str
+    choices: [present, running, stopped, paused, restarted, absent]
+    default: present
+  uri:
+    description: The libvirt connection URI.
+    type: str
+    default: qemu:///system
+  virt_type:
+    description:
+      - The domain type, C(kvm) (hardware virtualisation) or C(qemu) (TCG, software emulation, for hosts where KVM
+        is not usable).
+      - Left out, a new VM gets C(kvm) and an existing one keeps its type.
+    type: str
+    choices: [kvm, qemu]
+  vcpus:
+    description: Number of virtual CPUs. Left out, a new VM gets 1 and an existing one keeps its count.
+    type: int
+  memory:
+    description:
+      - Memory, in MiB (an integer) or with a binary unit (C(512M), C(1G), C(1.5G); 1G is 1024 MiB), a whole number
+        of MiB more than 0.
+      - Left out, a new VM gets 512 MiB and an existing one keeps its memory.
+    type: raw
+  disks:
+    description:
+      - The VM's disks, in order (C(vda), C(vdb), ... on virtio; C(sda), ... on sata and scsi). Local files or block
+        devices (paths under C(/dev/)) of the host; the files must exist. The list is the whole set of disks; left
+        out, an existing VM keeps its disks.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Absolute path of the image file or block device on the host.
+        type: str
+        required: true
+      format:
+        description: The image's format.
+        type: str
+        choices: [raw, qcow2]
+        default: raw
+      bus:
+        description: The disk bus.
+        type: str
+        choices: [virtio, sata, scsi]
+        default: virtio
+      readonly:
+        description: Attach the disk read-only.
+        type: bool
+        default: false
+  seed:
+    description:
+      - Path of a cloud-init NoCloud seed image (e.g. from M(hardway.cloud.cloudinit_seed)) on the host, attached as
+        a read-only raw virtio disk after the disks of I(disks).
+    type: str
+  interfaces:
+    description:
+      - The VM's NICs, in order, each on a Linux bridge of the host, model virtio. The tap devices are named by
+        libvirt. The list is the whole set of bridge NICs; left out, an existing VM keeps its NICs.
+    type: list
+    elements: dict
+    suboptions:
+      bridge:
+        description: The bridge the NIC is plugged into; it must exist on the host.
+        type: str
+        required: true
+      mac:
+        description:
+          - The NIC's MAC address, unicast. Left out, see the description for the MAC the NIC gets.
+        type: str
+      prefix:
+        description:
+          - The network's IPv6 /64 prefix, when known, to return the NIC's SLAAC (EUI-64) address in
+            I(interfaces). Not stored in the definition.
+        type: str
+  kernel:
+    description: Path of a kernel on the host to boot directly (no boot loader). Left out, an existing VM keeps its.
+    type: str
+  initrd:
+    description: Path of an initrd on the host, with I(kernel).
+    type: str
+  cmdline:
+    description: The kernel command line, with I(kernel).
+    type: str
+  metadata:
+    description:
+      - Facts about the VM (tenant, networks, image, flavor, labels) stored as JSON in the domain's C(<metadata>)
+        under the namespace C(https://hardway.cloud/xmlns/instance/1), where later runs and the inventory read them
+        back. Replaces what was stored; C({}) stores an empty dict. Left out, the stored metadata is kept.
+    type: dict
+  autostart:
+    description: Whether libvirt starts the VM when the host boots. Left out, it is left as it is.
+    type: bool
+  serial_log:
+    description:
+      - Path of a file on the host that the VM's first serial port (its console, C(console=ttyS0)) is written to,
+        appended across boots. Its directory must exist. Left out, an existing VM keeps its serial port (a new one
+        gets a pty one).
+    type: str
+  shutdown_timeout:
+    description:
+      - Seconds to wait for a graceful (ACPI) shutdown for I(state=stopped) and I(state=restarted), after which the
+        VM is turned off. C(0) turns it off at once.
+    type: int
+    default: 60
+  wait:
+    description: For I(state=running) and I(state=restarted), wait until libvirt reports the VM running.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds I(wait) waits at most.
+    type: int
+    default: 60
+requirements:
+  - libvirt Python bindings on the host (Debian package python3-libvirt)
+seealso:
+  - module: hardway.cloud.cloudinit_seed
+  - module: hardway.cloud.ceph_rbd_volume
+  - name: libvirt domain XML format
+    description: What the definition the module writes means.
+    link: https://libvirt.org/formatdomain.html
+notes:
+  - Disks on RBD, live changes (hot-plugged NICs and disks, vCPUs and memory within their maximum) and C(cpu_model)
+    are not supported yet.
+"""
+
+EXAMPLES = r"""
+- name: A tenant VM from its cloned disk and seed, running, started with the host
+  hardway.cloud.kvm_instance:
+    name: web1
+    state: running
+    virt_type: "{{ hardway_virt_type | default('kvm') }}"
+    vcpus: 2
+    memory: 1G
+    disks:
+      - {path: /var/lib/libvirt/images/web1.qcow2, format: qcow2}
+    seed: /var/lib/libvirt/images/web1-seed.iso
+    interfaces:
+      - {bridge: br100, prefix: "2001:db8:100::/64"}
+    serial_log: /var/log/libvirt/qemu/web1-serial.log
+    metadata:
+      tenant: acme
+      flavor: small
+      networks: [{name: net100, prefix: "2001:db8:100::/64"}]
+    autostart: true
+  register: web1
+
+- name: Its address, known without asking the VM
+  ansible.builtin.debug:
+    msg: "{{ web1.interfaces[0].address }}"
+
+- name: A small guest booted directly from a kernel and an initrd, under TCG
+  hardway.cloud.kvm_instance:
+    name: probe1
+    state: running
+    virt_type: qemu
+    memory: 256
+    kernel: /var/lib/libvirt/images/probe1/vmlinuz
+    initrd: /var/lib/libvirt/images/probe1/initrd.img
+    cmdline: console=ttyS0 quiet
+    interfaces:
+      - {bridge: br100, mac: "52:54:00:00:7e:01"}
+    serial_log: /var/lib/libvirt/images/probe1/serial.log
+
+- name: More memory; takes effect at the next restart
+  hardway.cloud.kvm_instance:
+    name: web1
+    memory: 2G
+  register: grown
+
+- name: Restart it when the change needs it
+  hardway.cloud.kvm_instance:
+    name: web1
+    state: restarted
+    shutdown_timeout: 120
+  when: grown.needs_restart
+
+- name: Remove the VM (its disks stay)
+  hardway.cloud.kvm_instance:
+    name: web1
+    state: absent
+"""
+
+RETURN = r"""
+uuid:
+  description: The domain's UUID; null when it does not exist (or, in check mode, would be new).
+  returned: always
+  type: str
+  sample: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0
+state:
+  description: What the VM is after the run (would be, in check mode) - C(running), C(paused), C(stopped),
+    C(crashed), C(shutdown) (shutting down), C(pmsuspended), C(blocked), C(absent).
+  returned: always
+  type: str
+  sample: running
+interfaces:
+  description: The VM's bridge NICs, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    bridge:
+      description: The bridge.
+      type: str
+      sample: br100
+    mac:
+      description: The MAC address.
+      type: str
+      sample: 02:9b:2e:5c:18:c4
+    prefix:
+      description: The prefix the entry gave.
+      type: str
+      returned: when the entry has a prefix
+      sample: 2001:db8:100::/64
+    address:
+      description: The NIC's SLAAC (EUI-64) address in I(prefix).
+      type: str
+      returned: when the entry has a prefix
+      sample: 2001:db8:100:0:9b:2eff:fe5c:18c4
+needs_restart:
+  description: Whether the running VM differs from its definition in the owned part (other than metadata), so
+    that a restart is needed for the definition to take effect.
+  returned: always
+  type: bool
+  sample: false
+autostart:
+  description: Whether the VM starts with the host.
+  returned: when the VM exists
+  type: bool
+  sample: true
+actions:
+  description: What the run did (in check mode, would do), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["define web1", "start web1"]
+xml:
+  description: The VM's persistent definition after the run (in check mode, the one that would be defined);
+    empty when it does not exist.
+  returned: always
+  type: str
+  sample: "<domain type='kvm'>...</domain>"
+"""
+
+import os
+import time
+from functools import partial
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.hardway.cloud.plugins.module_utils import libvirt_domain as logic
+from ansible_collections.hardway.cloud.plugins.module_utils.base import (
+    HardwayModule, ModuleError, ParameterError)
+
+try:
+    import libvirt
+    HAS_LIBVIRT = True
+except ImportError:
+    HAS_LIBVIRT = False
+
+STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "stopped", 6: "crashed",
+               7: "pmsuspended"}
+POLL = 0.25
+
+
+def _is_bridge(name):
+    return os.path.isdir("/sys/class/net/%s/bridge" % name)
+
+
+def local_uri(uri):
+    """Whether the URI reaches this host's QEMU driver (so its files and bridges are this host's)."""
+    return uri.split("?")[0] in ("qemu:///system", "qemu:///session", "qemu+unix:///system", "qemu+unix:///session")
+
+
+class KvmInstance(HardwayModule):
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present",
+                   choices=["present", "running", "stopped", "paused", "restarted", "absent"]),
+        uri=dict(type="str", default="qemu:///system"),
+        virt_type=dict(type="str", choices=["kvm", "qemu"]),
+        vcpus=dict(type="int"),
+        memory=dict(type="raw"),
+        disks=dict(type="list", elements="dict", options=dict(
+            path=dict(type="str", required=True),
+            format=dict(type="str", default="raw", choices=["raw", "qcow2"]),
+            bus=dict(type="str", default="virtio", choices=["virtio", "sata", "scsi"]),
+            readonly=dict(type="bool", default=False),
+        )),
+        seed=dict(type="str"),
+        interfaces=dict(type="list", elements="dict", options=dict(
+            bridge=dict(type="str", required=True),
+            mac=dict(type="str"),
+            prefix=dict(type="str"),
+        )),
+        kernel=dict(type="str"),
+        initrd=dict(type="str"),
+        cmdline=dict(type="str"),
+        metadata=dict(type="dict"),
+        autostart=dict(type="bool"),
+        serial_log=dict(type="str"),
+        shutdown_timeout=dict(type="int", default=60),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=60),
+    )
+    entry_lists = ("disks", "interfaces")
+
+    def run(self):
+        if not HAS_LIBVIRT:
+            raise ModuleError(missing_required_lib("libvirt-python (Debian package python3-libvirt)"))
+        for key in ("shutdown_timeout", "wait_timeout"):
+            if self.params[key] < 0:
+                raise ParameterError(key, "%d: must be 0 or more seconds" % self.params[key])
+        want = logic.wanted(self.params)
+        # libvirt prints every error on stderr unless a handler takes it
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        try:
+            conn = libvirt.open(self.params["uri"])
+        except libvirt.libvirtError as exc:
+            raise ModuleError("uri: cannot connect to %s: %s" % (self.params["uri"], exc), parameter="uri")
+        try:
+            Instance(conn, want, self.params, self.check_mode, self.result).converge(
+                check_host=local_uri(self.params["uri"]))
+        finally:
+            self._diff_from_result()
+            conn.close()
+
+    def _diff_from_result(self):
+        before, after = self.result.pop("_before", None), self.result.pop("_after", None)
+        if before is not None or after is not None:
+            self.set_diff(before or "", after or "")
+
+
+class Instance(object):
+    """One domain on one connection: read, plan, apply (unless check mode), report into ``result``."""
+
+    def __init__(self, conn, want, params, check_mode, result):
+        self.conn = conn
+        self.want = want
+        self.params = params
+        self.check_mode = check_mode
+        self.result = result
+        self.actions = result.setdefault("actions", [])
+        self.planned_state = None
+        self.domain = self._lookup()
+
+    def _lookup(self):
+        try:
+            return self.conn.lookupByName(self.want["name"])
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise ModuleError("looking up domain %s: %s" % (self.want["name"], exc))
+
+    def _call(self, method, *args):
+        return getattr(self.domain, method)(*args)
+
+    def _state(self):
+        if self.domain is None:
+            return "absent"
+        return STATE_NAMES.get(self.domain.state()[0], "nostate")
+
+    def _do(self, action, call, parameter=None):
+        self.actions.append(action)
+        self.result["changed"] = True
+        if self.check_mode:
+            return None
+        try:
+            return call()
+        except libvirt.libvirtError as exc:
+            message = str(exc)
+            parameter = parameter or logic.parameter_of_error(message, self.want)
+            details = {"parameter": parameter} if parameter else {}
+            prefix = "%s: " % parameter if parameter else ""
+            raise ModuleError("%s%s failed: %s" % (prefix, action, message), **details)
+
+    def converge(self, check_host):
+        state = self.params["state"]
+        name = self.want["name"]
+        if state == "absent":
+            return self._absent()
+        if check_host:
+            problem = logic.host_problems(self.want, os.path.exists, _is_bridge)
+            if problem:
+                raise problem
+        before_xml = self.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if self.domain else None
+        before = logic.owned(before_xml) if before_xml else None
+        target = logic.resolve(self.want, before)
+        new_xml = logic.apply(before_xml or logic.skeleton(name), target)
+        after = logic.owned(new_xml)
+        self.result["_before"], self.result["_after"] = logic.render(before), logic.render(after)
+        if before != after:
+            self.domain = self._do("define %s" % name if before is None else "redefine %s" % name,
+                                   partial(self.conn.defineXML, new_xml)) or self.domain
+            if self.domain is not None and self.domain.isActive() and before and \
+                    before["metadata"] != after["metadata"]:
+                self._set_live_metadata(after["metadata"])
+        autostart = self.params["autostart"]
+        if autostart is not None and (self.domain is None or bool(self.domain.autostart()) != autostart):
+            self._do("autostart %s %s" % ("on" if autostart else "off", name),
+                     partial(self._call, "setAutostart", 1 if autostart else 0), "autostart")
+        self._run_state(state)
+        self._report(after, new_xml)
+
+    def _set_live_metadata(self, value):
+        element = logic.metadata_xml(value) if value is not None else None
+        key = logic.METADATA_KEY if value is not None else None
+
+        def call():
+            self.domain.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, key, logic.METADATA_NS,
+                                    libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self._do("set metadata of running %s" % self.want["name"], call, "metadata")
+
+    def _run_state(self, state):
+        name = self.want["name"]
+        current = self._state() if self.domain is not None else "stopped"
+        self.planned_state = current
+        if state == "running":
+            if current == "paused":
+                self._do("resume %s" % name, partial(self._call, "resume"))
+            elif current != "running":
+                self._do("start %s" % name, partial(self._call, "create"))
+            self.planned_state = "running"
+        elif state == "paused":
+            if current == "running":
+                self._do("pause %s" % name, partial(self._call, "suspend"))
+            elif current != "paused":
+                self._do("start %s paused" % name,
+                         partial(self._call, "createWithFlags", libvirt.VIR_DOMAIN_START_PAUSED))
+            self.planned_state = "paused"
+        elif state == "stopped":
+            if current not in ("stopped", "absent"):
+                self._stop()
+            self.planned_state = "stopped"
+        elif state == "restarted":
+            if current not in ("stopped", "absent"):
+                self._stop()
+            self._do("start %s" % name, partial(self._call, "create"))
+            self.planned_state = "running"
+        if state in ("running", "restarted") and self.params["wait"] and not self.check_mode:
+            self._wait_for(libvirt.VIR_DOMAIN_RUNNING, self.params["wait_timeout"], "running")
+
+    def _stop(self):
+        name = self.want["name"]
+        timeout = self.params["shutdown_timeout"]
+        if timeout > 0 and self._state() == "running":
+            self._do("shut down %s" % name, partial(self._call, "shutdown"))
+            if self.check_mode or self._wait_for(libvirt.VIR_DOMAIN_SHUTOFF, timeout, None):
+                return
+            self.actions.append("no shutdown of %s within %d s" % (name, timeout))
+        self._do("turn off %s" % name, self._destroy)
+
+    def _destroy(self):
+        try:
+            self.domain.destroy()
+        except libvirt.libvirtError as exc:
+            if self.domain.isActive():
+                raise exc
+
+    def _wait_for(self, wanted_state, timeout, fail_as):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.domain.state()[0] == wanted_state:
+                    return True
+            except libvirt.libvirtError:
+                pass
+            if time.monotonic() >= deadline:
+                if fail_as:
+                    raise ModuleError("domain %s is not %s after %d s (it is %s)"
+                                      % (self.want["name"], fail_as, timeout, self._state()))
+                return False
+            time.sleep(POLL)
+
+    def _absent(self):
+        name = self.want["name"]
+        if self.domain is not None:
+            before_xml = self.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            self.result["_before"], self.result["_after"] = logic.render(logic.owned(before_xml)), ""
+            if self.domain.isActive():
+                self._do("turn off %s" % name, self._destroy)
+            self._do("undefine %s" % name, self._undefine)
+        self.result.update(uuid=None, state="absent", interfaces=[], needs_restart=False, xml="")
+
+    def _undefine(self):
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+        fallbacks = [flags, libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA]
+        for index, attempt in enumerate(fallbacks):
+            try:
+                self.domain.undefineFlags(attempt)
+                return
+            except libvirt.libvirtError as exc:
+                # a driver that does not know some flags (no NVRAM, no checkpoints)
+                unsupported = exc.get_error_code() in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT)
+                if not unsupported or index == len(fallbacks) - 1:
+                    raise
+
+    def _report(self, after, planned_xml):
+        domain = self.domain
+        if domain is None:
+            # check mode, new instance
+            self.result.update(uuid=None, state=self.planned_state, needs_restart=False, xml=planned_xml,
+                               autostart=bool(self.params["autostart"]))
+        else:
+            persistent_xml = planned_xml if self.check_mode else domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            active = self.planned_state in ("running", "paused", "blocked", "shutdown", "pmsuspended", "crashed")
+            needs_restart = False
+            if active and domain.isActive() and not (self.check_mode and self.params["state"] == "restarted"):
+                needs_restart = logic.restart_differs(logic.owned(domain.XMLDesc(0)), after)
+            autostart = bool(domain.autostart()) if not self.check_mode or self.params["autostart"] is None \
+                else self.params["autostart"]
+            self.result.update(uuid=domain.UUIDString(), needs_restart=needs_restart, xml=persistent_xml,
+                               state=self.planned_state if self.check_mode else self._state(), autostart=autostart)
+        self.result["interfaces"] = logic.interface_facts(after, self.want)
+
+
+def main():
+    KvmInstance.main()
+
+
+if __name__ == "__main__":
+    main()
