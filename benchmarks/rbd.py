@@ -18,38 +18,26 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERPRETER = "/usr/bin/python3"
 
+# one task on localhost; the clones as a loop over names or as one batch
+PLAYBOOK = """- name: Clones of one snapshot
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: One task, %(how)s
+      hardway.cloud.ceph_rbd_volume:
+        conf: "{{ conf }}"
+        keyring: "{{ keyring | default(omit) }}"
+        user: "{{ user }}"
+        pool: "{{ pool }}"
+        source: "{{ source | default(omit) }}"
+        state: "{{ state }}"
+%(clones)s
+"""
 PLAYBOOKS = {
-    "loop": """- name: Clones of one snapshot
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: One task, a loop over the clones
-      hardway.cloud.ceph_rbd_volume:
-        conf: "{{ conf }}"
-        keyring: "{{ keyring | default(omit) }}"
-        user: "{{ user }}"
-        pool: "{{ pool }}"
-        name: "{{ item }}"
-        source: "{{ source | default(omit) }}"
-        state: "{{ state }}"
-      loop: "{{ names }}"
-""",
-    "batch": """- name: Clones of one snapshot
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: One task, the clones as a batch
-      hardway.cloud.ceph_rbd_volume:
-        conf: "{{ conf }}"
-        keyring: "{{ keyring | default(omit) }}"
-        user: "{{ user }}"
-        pool: "{{ pool }}"
-        source: "{{ source | default(omit) }}"
-        state: "{{ state }}"
-        volumes: "{{ volumes }}"
-""",
+    "loop": PLAYBOOK % {"how": "a loop over the clones",
+                        "clones": '        name: "{{ item }}"\n      loop: "{{ names }}"'},
+    "batch": PLAYBOOK % {"how": "the clones as a batch", "clones": '        volumes: "{{ volumes }}"'},
 }
 
 # the floor, run by the same interpreter Ansible runs the module with
