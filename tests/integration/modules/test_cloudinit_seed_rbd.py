@@ -4,7 +4,7 @@ another size, check and diff mode, removal (refused while a client has the
 image open, as a running VM does), and bad input naming the parameter."""
 
 import hashlib
-import subprocess
+import io
 import uuid
 
 import pytest
@@ -53,7 +53,6 @@ def seeds(ceph):
 
 def files_of(data):
     iso = pycdlib.PyCdlib()
-    import io
     iso.open_fp(io.BytesIO(data))
     try:
         found = {}
@@ -138,5 +137,4 @@ def test_bad_input_names_the_parameter(seeds, change, parameter):
     result = run_module("cloudinit_seed", args)
     assert result["failed"] and not result.get("changed"), result
     assert parameter in (result.get("parameter") or "") or parameter in result["msg"], result
-    assert subprocess.run(["rbd", "-c", seeds.ceph.conf, "-k", seeds.ceph.keyring, "info",
-                           "%s/%s" % (seeds.ceph.pool, name)], capture_output=True, check=False).returncode != 0
+    assert seeds.ceph.rbd("info", "%s/%s" % (seeds.ceph.pool, name), check=False).returncode != 0
