@@ -36,9 +36,13 @@ DEFAULTS = {"type": "kvm", "vcpus": 1, "memory": 512}
 # five octets of SHA-256 over "NAME/INDEX"
 MAC_FIRST_OCTET = 0x02
 # the keys of the owned part, in the order the diff shows them
-OWNED = ("name", "type", "vcpus", "memory", "kernel", "initrd", "cmdline", "disks", "interfaces", "serial_log",
+OWNED = ("name", "type", "vcpus", "memory", "cpu_model", "kernel", "initrd", "cmdline", "disks", "interfaces", "serial_log",
          "metadata")
 NAME = re.compile(r"^[^/\s\x00-\x1f\x7f]+$")
+RBD_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# CPU modes that are not a named model (cpu_model)
+CPU_MODES = ("host-passthrough", "host-model", "maximum")
 
 ElementTree.register_namespace(METADATA_KEY, METADATA_NS)
 
@@ -96,21 +100,106 @@ def _positive_int(parameter, value):
     return value
 
 
-def _disk(where, item, bus_counts, path_parameter=None):
+def _disk(where, item, bus_counts, ceph=None):
+    """One checked disk; ``where`` names it in messages (disks[1], seed)."""
     if not isinstance(item, dict):
-        raise ParameterError(where, "must be a dict with a path")
-    path = _path(path_parameter or where + ".path", item.get("path"))
+        raise ParameterError(where, "must be a dict with a path or rbd")
+    path, rbd = item.get("path"), item.get("rbd")
+    if (path is None) == (rbd is None):
+        raise ParameterError(where, "needs exactly one of path (a file or device of the host) and rbd "
+                                    "(an image in Ceph)")
     disk_format = item.get("format") or "raw"
     if disk_format not in DISK_FORMATS:
         raise ParameterError(where + ".format", "%r is not one of %s" % (disk_format, ", ".join(DISK_FORMATS)))
+    auth, monitors = None, []
+    if path is not None:
+        path = _path(where + ".path", path)
+    else:
+        rbd = _rbd(where + ".rbd", rbd)
+        if disk_format != "raw":
+            raise ParameterError(where + ".format", "an RBD image is attached as raw (got %s)" % disk_format)
+        ceph = ceph or ceph_options({})
+        auth, monitors = ceph["auth"], ceph["monitors"]
     bus = item.get("bus") or "virtio"
     if bus not in DISK_BUSES:
         raise ParameterError(where + ".bus", "%r is not one of %s" % (bus, ", ".join(DISK_BUSES)))
     readonly = check_bool(where + ".readonly", item.get("readonly") or False)
+    boot_order = item.get("boot_order")
+    if boot_order is not None:
+        boot_order = _positive_int(where + ".boot_order", boot_order)
     prefix = "vd" if bus == "virtio" else "sd"
     target = prefix + disk_letters(bus_counts.get(prefix, 0))
     bus_counts[prefix] = bus_counts.get(prefix, 0) + 1
-    return {"path": path, "format": disk_format, "bus": bus, "readonly": readonly, "target": target}
+    return {"path": path, "rbd": rbd, "format": disk_format, "bus": bus, "readonly": readonly, "target": target,
+            "boot_order": boot_order, "auth": auth, "monitors": monitors}
+
+
+def _rbd(where, value):
+    if not isinstance(value, dict):
+        raise ParameterError(where, "must be a dict with pool and image")
+    unknown = sorted(set(value) - set(("pool", "image")))
+    if unknown:
+        raise ParameterError(where + "." + unknown[0], "is not an option of an RBD disk (pool, image)")
+    result = {}
+    for key in ("pool", "image"):
+        text = value.get(key)
+        if not isinstance(text, str) or not RBD_NAME.match(text):
+            raise ParameterError("%s.%s" % (where, key), "%r is not a Ceph %s name (letters, digits, '.', '_', "
+                                                         "'-'; no '/' or '@')" % (text, key))
+        result[key] = text
+    return result
+
+
+def _monitor(parameter, value):
+    """{"name", "port"} from "host", "host:port", "[v6]:port" or a bare IPv6 address."""
+    if not isinstance(value, str) or not value:
+        raise ParameterError(parameter, "%r is not a monitor address" % (value,))
+    match = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?$", value)
+    if match:
+        name, port = match.group(1), match.group(2)
+    elif value.count(":") > 1:
+        name, port = value, None
+    else:
+        name, _sep, port = value.partition(":")
+        port = port or None
+    if not re.match(r"^[A-Za-z0-9.:-]+$", name) or (port is not None and not (port.isdigit() and
+                                                                              0 < int(port) < 65536)):
+        raise ParameterError(parameter, "%r is not a monitor address (host, host:port or [ipv6]:port)" % (value,))
+    return {"name": name, "port": port}
+
+
+def ceph_options(value):
+    """How QEMU reaches Ceph for RBD disks: the cephx user, the libvirt secret
+    with its key (a UUID or a usage name) and the monitors (none: QEMU reads
+    the host's ceph.conf)."""
+    if not isinstance(value, dict):
+        raise ParameterError("ceph", "must be a dict")
+    user = value.get("user") or "hypervisor"
+    if user.startswith("client."):
+        user = user[len("client."):]
+    if not RBD_NAME.match(user):
+        raise ParameterError("ceph.user", "%r is not a Ceph client name" % (value.get("user"),))
+    secret = value.get("secret") or "client.%s secret" % user
+    if not isinstance(secret, str) or any(ord(char) < 32 for char in secret):
+        raise ParameterError("ceph.secret", "%r is not a libvirt secret's UUID or usage name" % (secret,))
+    kind = "uuid" if UUID.match(secret) else "usage"
+    monitors = [_monitor("ceph.monitors[%d]" % index, item) for index, item in enumerate(value.get("monitors") or [])]
+    return {"auth": {"user": user, kind: secret.lower() if kind == "uuid" else secret}, "monitors": monitors}
+
+
+def _seed(value, buses, ceph):
+    """The cloud-init seed disk: read-only raw virtio after the others (the
+    cloud kernel has no AHCI, so no cdrom)."""
+    if isinstance(value, str):
+        value = {"path": _path("seed", value)}
+    if not isinstance(value, dict):
+        raise ParameterError("seed", "must be a path or a dict with path or rbd")
+    unknown = sorted(set(value) - set(("path", "rbd")))
+    if unknown:
+        raise ParameterError("seed." + unknown[0], "is not an option of seed (path, rbd)")
+    seed = _disk("seed", dict(value, format="raw", readonly=True), buses, ceph)
+    seed["seed"] = True
+    return seed
 
 
 def disk_letters(index):
@@ -140,21 +229,31 @@ def wanted(params):
         want["vcpus"] = _positive_int("vcpus", params["vcpus"])
     if params.get("memory") is not None:
         want["memory"] = parse_memory(params["memory"])
+    if params.get("cpu_model") is not None:
+        model = params["cpu_model"]
+        if not isinstance(model, str) or not re.match(r"^[A-Za-z0-9_.-]+$", model):
+            raise ParameterError("cpu_model", "%r is not a CPU model (host-passthrough, host-model or a model name "
+                                              "like Haswell-noTSX)" % (model,))
+        want["cpu_model"] = model
     for key in ("kernel", "initrd"):
         if params.get(key) is not None:
             want[key] = _path(key, params[key])
     if params.get("cmdline") is not None:
         want["cmdline"] = params["cmdline"]
     if params.get("disks") is not None or params.get("seed") is not None:
+        ceph = ceph_options(params.get("ceph") or {})
         buses = {}
-        disks = [_disk("disks[%d]" % index, item, buses) for index, item in enumerate(params.get("disks") or [])]
+        disks = [_disk("disks[%d]" % index, item, buses, ceph)
+                 for index, item in enumerate(params.get("disks") or [])]
         if params.get("seed") is not None:
-            # the cloud-init seed: read-only virtio after the others (the cloud
-            # kernel has no AHCI, so no cdrom)
-            seed = _disk("seed", {"path": params["seed"], "format": "raw", "readonly": True}, buses,
-                         "seed")
-            seed["seed"] = True
-            disks.append(seed)
+            disks.append(_seed(params["seed"], buses, ceph))
+        orders = {}
+        for index, disk in enumerate(disks):
+            where = "seed" if disk.get("seed") else "disks[%d]" % index
+            if disk["boot_order"] is not None and disk["boot_order"] in orders:
+                raise ParameterError(where + ".boot_order", "%d is also the boot order of %s"
+                                     % (disk["boot_order"], orders[disk["boot_order"]]))
+            orders[disk["boot_order"]] = where
         want["disks"] = disks
     if params.get("interfaces") is not None:
         interfaces, macs = [], {}
@@ -200,11 +299,15 @@ def resolve(want, actual):
         result = copy.deepcopy(actual)
     else:
         result = dict(DEFAULTS, name=want["name"], disks=[], interfaces=[], kernel=None, initrd=None, cmdline=None,
-                      serial_log=None, metadata=None)
+                      serial_log=None, metadata=None, cpu_model=None)
     for key, value in want.items():
         if key in ("disks", "interfaces"):
             continue
         result[key] = copy.deepcopy(value)
+    if not actual and "cpu_model" not in want and result["type"] == "kvm":
+        # a guest under KVM sees the host's CPU features (libvirt's stable
+        # rendering of them), not QEMU's lowest-common qemu64
+        result["cpu_model"] = "host-model"
     if "disks" in want:
         result["disks"] = [dict((k, v) for k, v in disk.items() if k != "seed") for disk in want["disks"]]
     if "interfaces" in want:
@@ -239,16 +342,49 @@ def _memory_mib(element):
     return size >> 20 if size % (1 << 20) == 0 else size / float(1 << 20)
 
 
+def _cpu_model(element):
+    if element is None:
+        return None
+    mode = element.get("mode")
+    if mode in CPU_MODES:
+        return mode
+    return _text(element, "model")
+
+
+def _cpu_element(model):
+    if model in CPU_MODES:
+        return ElementTree.Element("cpu", mode=model)
+    element = ElementTree.Element("cpu", mode="custom", match="exact")
+    _sub(element, "model", model, fallback="forbid")
+    return element
+
+
 def _parse_disk(element):
     source = element.find("source")
     target = element.find("target")
     driver = element.find("driver")
-    path = None
-    if source is not None:
+    boot = element.find("boot")
+    path, rbd, auth, monitors = None, None, None, []
+    if source is not None and element.get("type") == "network":
+        if source.get("protocol") == "rbd" and "/" in (source.get("name") or ""):
+            pool, image = source.get("name").split("/", 1)
+            rbd = {"pool": pool, "image": image}
+        monitors = [{"name": host.get("name"), "port": host.get("port")} for host in source.findall("host")]
+        found = element.find("auth")
+        found = found if found is not None else source.find("auth")
+        if found is not None:
+            secret = found.find("secret")
+            auth = {"user": found.get("username")}
+            if secret is not None:
+                kind = "uuid" if secret.get("uuid") else "usage"
+                auth[kind] = secret.get(kind)
+    elif source is not None:
         path = source.get("file") or source.get("dev")
-    return {"path": path, "format": driver.get("type") if driver is not None else None,
+    return {"path": path, "rbd": rbd, "format": driver.get("type") if driver is not None else None,
             "bus": target.get("bus") if target is not None else None, "readonly": element.find("readonly") is not None,
-            "target": target.get("dev") if target is not None else None}
+            "target": target.get("dev") if target is not None else None,
+            "boot_order": int(boot.get("order")) if boot is not None and boot.get("order") else None,
+            "auth": auth, "monitors": monitors}
 
 
 def _parse_interface(element):
@@ -291,6 +427,7 @@ def owned(xml):
         "type": root.get("type"),
         "vcpus": int(vcpu) if vcpu is not None else None,
         "memory": _memory_mib(root.find("memory")),
+        "cpu_model": _cpu_model(root.find("cpu")),
         "kernel": _text(root, "os/kernel"),
         "initrd": _text(root, "os/initrd"),
         "cmdline": _text(root, "os/cmdline"),
@@ -308,11 +445,24 @@ def _sub(parent, tag, text=None, **attrs):
 
 
 def _disk_element(disk):
-    block = disk["path"].startswith("/dev/")
-    element = ElementTree.Element("disk", {"type": "block" if block else "file", "device": "disk"})
-    _sub(element, "driver", name="qemu", type=disk["format"])
-    _sub(element, "source", **{"dev" if block else "file": disk["path"]})
+    if disk.get("rbd"):
+        element = ElementTree.Element("disk", {"type": "network", "device": "disk"})
+        _sub(element, "driver", name="qemu", type="raw")
+        auth = disk.get("auth")
+        if auth:
+            kind = "uuid" if "uuid" in auth else "usage"
+            _sub(_sub(element, "auth", username=auth["user"]), "secret", type="ceph", **{kind: auth[kind]})
+        source = _sub(element, "source", protocol="rbd", name="%s/%s" % (disk["rbd"]["pool"], disk["rbd"]["image"]))
+        for monitor in disk.get("monitors") or []:
+            _sub(source, "host", **dict((key, value) for key, value in monitor.items() if value is not None))
+    else:
+        block = disk["path"].startswith("/dev/")
+        element = ElementTree.Element("disk", {"type": "block" if block else "file", "device": "disk"})
+        _sub(element, "driver", name="qemu", type=disk["format"])
+        _sub(element, "source", **{"dev" if block else "file": disk["path"]})
     _sub(element, "target", dev=disk["target"], bus=disk["bus"])
+    if disk.get("boot_order") is not None:
+        _sub(element, "boot", order=str(disk["boot_order"]))
     if disk["readonly"]:
         _sub(element, "readonly")
     return element
@@ -377,6 +527,13 @@ def apply(xml, target):
         vcpu = _sub(root, "vcpu")
     vcpu.text = str(target["vcpus"])
     vcpu.attrib.pop("current", None)
+    cpu = root.find("cpu")
+    if _cpu_model(cpu) != target["cpu_model"]:
+        position = list(root).index(cpu) if cpu is not None else len(root)
+        if cpu is not None:
+            root.remove(cpu)
+        if target["cpu_model"] is not None:
+            root.insert(position, _cpu_element(target["cpu_model"]))
     os_element = root.find("os")
     for key in ("kernel", "initrd", "cmdline"):
         _set_os(os_element, key, target[key])
@@ -458,13 +615,16 @@ def render(part):
         _sub(root, "metadata").append(metadata_element(part["metadata"]))
     _sub(root, "memory", str(part["memory"]), unit="MiB")
     _sub(root, "vcpu", str(part["vcpus"]))
+    if part.get("cpu_model") is not None:
+        root.append(_cpu_element(part["cpu_model"]))
     os_element = _sub(root, "os")
     for key in ("kernel", "initrd", "cmdline"):
         if part[key] is not None:
             _sub(os_element, key, part[key])
     devices = _sub(root, "devices")
     for disk in part["disks"]:
-        devices.append(_disk_element(disk) if disk["path"] else ElementTree.Element("disk", device="disk"))
+        devices.append(_disk_element(disk) if disk["path"] or disk["rbd"] else
+                       ElementTree.Element("disk", device="disk"))
     for nic in part["interfaces"]:
         devices.append(_interface_element(nic))
     if part["serial_log"]:
@@ -476,9 +636,12 @@ def render(part):
 def restart_differs(live, persistent):
     """Whether a running instance (owned part ``live``) needs a restart to
     become ``persistent``: the metadata is applied live, all else is not."""
-    def relevant(part):
-        return dict((key, value) for key, value in part.items() if key != "metadata")
-    return relevant(live) != relevant(persistent)
+    live, persistent = [dict((key, value) for key, value in part.items() if key != "metadata")
+                        for part in (live, persistent)]
+    if persistent.get("cpu_model") is None:
+        # with no CPU asked for, libvirt writes the one it chose into the running definition
+        live["cpu_model"] = None
+    return live != persistent
 
 
 def host_problems(want, exists, is_bridge):
@@ -486,7 +649,8 @@ def host_problems(want, exists, is_bridge):
     when there is none): files that do not exist, bridges that are not."""
     checks = [(key, want.get(key)) for key in ("kernel", "initrd")]
     for index, disk in enumerate(want.get("disks") or []):
-        checks.append(("seed" if disk.get("seed") else "disks[%d].path" % index, disk["path"]))
+        if disk["path"] is not None:
+            checks.append(("seed" if disk.get("seed") else "disks[%d].path" % index, disk["path"]))
     for parameter, path in checks:
         if path is not None and not exists(path):
             return ParameterError(parameter, "%s does not exist on the host" % path)
@@ -501,6 +665,12 @@ def host_problems(want, exists, is_bridge):
     return None
 
 
+def rbd_disks(want):
+    """(parameter, pool, image) of each RBD disk of ``want``."""
+    return [("seed.rbd" if disk.get("seed") else "disks[%d].rbd" % index, disk["rbd"]["pool"], disk["rbd"]["image"])
+            for index, disk in enumerate(want.get("disks") or []) if disk["rbd"]]
+
+
 def parameter_of_error(message, want):
     """The parameter a libvirt error message is about, when it names one of
     the paths or bridges of ``want``; None otherwise."""
@@ -508,8 +678,13 @@ def parameter_of_error(message, want):
         if "'%s'" % nic["bridge"] in message or " %s:" % nic["bridge"] in message:
             return "interfaces[%d].bridge" % index
     for index, disk in enumerate(want.get("disks") or []):
-        if disk["path"] in message:
-            return "seed" if disk.get("seed") else "disks[%d].path" % index
+        where = "seed" if disk.get("seed") else "disks[%d]" % index
+        if disk["path"] and disk["path"] in message:
+            return where if disk.get("seed") else where + ".path"
+        if disk["rbd"] and "%(pool)s/%(image)s" % disk["rbd"] in message:
+            return where + ".rbd"
+        if disk["auth"] and (disk["auth"].get("usage") or disk["auth"].get("uuid")) in message:
+            return "ceph.secret"
     for key in ("kernel", "initrd", "serial_log"):
         if want.get(key) and want[key] in message:
             return key
@@ -533,3 +708,91 @@ def interface_facts(part, want):
             fact["address"] = eui64_address(prefix, nic["mac"])
         facts.append(fact)
     return facts
+
+
+def live_changes(live, target):
+    """What can be done to a running instance whose owned part is ``live`` to
+    bring its devices to ``target`` without a restart: (op, kind, index) with
+    op attach (a device added at the end), detach (one removed from the end)
+    or update (a NIC moved to another bridge, same MAC). Anything else waits
+    for a restart."""
+    ops = []
+    for kind in ("disks", "interfaces"):
+        have, want = live[kind], target[kind]
+        common = min(len(have), len(want))
+        for index in range(common):
+            if kind == "interfaces" and have[index] != want[index] and \
+                    dict(have[index], bridge=None) == dict(want[index], bridge=None):
+                ops.append(("update", kind, index))
+        ops.extend(("attach", kind, index) for index in range(common, len(want)))
+        ops.extend(("detach", kind, index) for index in reversed(range(common, len(have))))
+    return ops
+
+
+def after_live_changes(live, target, ops):
+    """``live`` as it is once ``ops`` (from live_changes) are done."""
+    result = copy.deepcopy(live)
+    for op, kind, index in ops:
+        if op == "detach":
+            del result[kind][index]
+        elif op == "update":
+            result[kind][index] = copy.deepcopy(target[kind][index])
+    for op, kind, index in ops:
+        if op == "attach":
+            result[kind].append(copy.deepcopy(target[kind][index]))
+    if "metadata" in target:
+        result["metadata"] = copy.deepcopy(target["metadata"])
+    return result
+
+
+def device_xml(kind, item):
+    """The XML of one disk or NIC (as attachDevice takes it)."""
+    element = _disk_element(item) if kind == "disks" else _interface_element(item)
+    return ElementTree.tostring(element, encoding="unicode")
+
+
+def live_device_xml(xml, kind, index):
+    """The XML of device ``index`` of ``kind`` in a domain XML (libvirt's own,
+    with its alias), as detachDevice takes it."""
+    devices = ElementTree.fromstring(xml).find("devices")
+    elements = _owned_disks(devices) if kind == "disks" else _owned_interfaces(devices)
+    return ElementTree.tostring(elements[index], encoding="unicode")
+
+
+def taps(xml):
+    """{mac: (tap, bridge)} of the bridge NICs of a running domain's XML."""
+    devices = ElementTree.fromstring(xml).find("devices")
+    found = {}
+    for element in _owned_interfaces(devices if devices is not None else ElementTree.Element("devices")):
+        nic = _parse_interface(element)
+        target = element.find("target")
+        if nic["mac"] and target is not None and target.get("dev"):
+            found[nic["mac"]] = (target.get("dev"), nic["bridge"])
+    return found
+
+
+def volumes(part):
+    """The volumes of an owned part: ("file", path) and ("rbd", pool, image)."""
+    found = []
+    for disk in (part or {}).get("disks") or []:
+        if disk.get("rbd"):
+            found.append(("rbd", disk["rbd"]["pool"], disk["rbd"]["image"]))
+        elif disk.get("path"):
+            found.append(("file", disk["path"]))
+    return found
+
+
+def cpu_models(domain_capabilities):
+    """What libvirt's domain capabilities XML offers for cpu_model: the
+    supported modes and the usable named models."""
+    root = ElementTree.fromstring(domain_capabilities)
+    modes, models = [], set()
+    for mode in root.findall("cpu/mode"):
+        if mode.get("supported") != "yes":
+            continue
+        if mode.get("name") in CPU_MODES:
+            modes.append(mode.get("name"))
+        elif mode.get("name") == "custom":
+            models.update(model.text for model in mode.findall("model")
+                          if model.text and model.get("usable", "unknown") != "no")
+    return {"modes": modes, "models": models}

@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Manages a virtual machine as a libvirt domain through the libvirt Python bindings on the host, from options
     (no domain XML to write) - its CPUs, memory, local disks, cloud-init seed, NICs on Linux bridges, direct kernel
-    boot, serial console log, metadata, autostart and whether it runs.
+    boot, serial console log, metadata, autostart and whether it runs. Disks and the seed are local files or
+    images in Ceph RBD (attached by QEMU's own RBD client with a cephx key kept in a libvirt secret).
   - "The module owns part of the domain's definition: the domain type, name, C(<vcpu>), C(<memory>), the kernel,
     initrd and command line, the C(<disk device='disk'>) elements, the C(<interface type='bridge'>) elements, the
     first serial port and the metadata element in its own namespace C(https://hardway.cloud/xmlns/instance/1).
@@ -22,17 +23,23 @@ description:
     controllers, aliases, default devices, seclabels) and anything else in the definition is left as it is."
   - An option left out leaves that part of an existing VM as it is (a new VM gets 1 vCPU, 512 MiB and type
     C(kvm)); so a task with just I(name) and I(state) starts, stops or removes a VM without restating it.
-  - Changes to an existing VM are written into its persistent definition. When the VM runs and its running
-    configuration differs from that definition in the owned part, I(needs_restart) is returned C(true) (and keeps
-    being returned until the VM is restarted, e.g. with I(state=restarted)). Metadata changes are applied to the
-    running VM at once.
+  - Changes to an existing VM are written into its persistent definition. When the VM runs they are also applied
+    to it where libvirt can do that live - metadata, disks and NICs added at the end of their lists (hot-plug),
+    disks and NICs removed from the end (unplug, which the guest must allow), a NIC moved to another bridge. For
+    the rest (vCPUs, memory, CPU model, kernel, a changed disk) I(needs_restart) is returned C(true), and keeps
+    being returned until the VM is restarted, e.g. with I(state=restarted); with I(apply=restart) the module
+    restarts the VM itself when that is needed.
   - "MAC addresses: an interface without I(mac) keeps the MAC its position has in the existing VM; a new one gets
     a MAC derived from the instance's name and the interface's index: C(02) followed by the first five bytes of
     SHA-256 of C(NAME/INDEX) (e.g. C(web1/0)), a locally administered unicast address that is the same on every run
     and every host."
   - Where the URI is a local QEMU one (C(qemu:///system), C(qemu:///session)), files (disks, seed, kernel, initrd,
     the serial log's directory) and bridges are checked on the host before anything is defined, and a missing one
-    fails naming the option (C(disks[1].path), C(interfaces[0].bridge)).
+    fails naming the option (C(disks[1].path), C(interfaces[0].bridge)); so are the RBD images of disks new to the
+    definition (C(disks[0].rbd.image)), through the Ceph client configuration in I(ceph).
+  - A NIC hot-plugged into a running VM is registered with the port security of the
+    P(hardway.cloud.network#role) role where the host has it (C(/usr/libexec/hardway/port-security)); the
+    P(hardway.cloud.hypervisor#role) role's libvirt hook does the same when VMs start and stop.
   - Check mode plans and changes nothing. With C(--diff) the owned part of the definition before and after is
     returned as XML.
 author: hardway.cloud developers (!UNKNOWN)
@@ -50,7 +57,7 @@ options:
         C(paused) defines it and pauses it (starting it paused when it is off). C(restarted) defines it and shuts
         it down (as for C(stopped)) and starts it again, always a change.
       - C(absent) turns a running VM off at once and removes its definition, with its managed save image, NVRAM
-        and snapshot metadata. Its disks are never removed.
+        and snapshot metadata. Its disks are removed only with I(undefine_volumes).
     type: str
     choices: [present, running, stopped, paused, restarted, absent]
     default: present
@@ -68,6 +75,14 @@ options:
   vcpus:
     description: Number of virtual CPUs. Left out, a new VM gets 1 and an existing one keeps its count.
     type: int
+  cpu_model:
+    description:
+      - The CPU the VM sees - C(host-passthrough) (the host's CPU as it is; fastest, but live migration only
+        between identical hosts), C(host-model) (libvirt's stable rendering of the host's CPU), C(maximum), or a
+        named model such as C(Haswell-noTSX) or C(qemu64), which must be usable on the host.
+      - Left out, a new C(kvm) VM gets C(host-model) and a new C(qemu) VM QEMU's default; an existing VM keeps its
+        CPU. Checked against libvirt's domain capabilities of the host.
+    type: str
   memory:
     description:
       - Memory, in MiB (an integer) or with a binary unit (C(512M), C(1G), C(1.5G); 1G is 1024 MiB), a whole number
@@ -76,18 +91,34 @@ options:
     type: raw
   disks:
     description:
-      - The VM's disks, in order (C(vda), C(vdb), ... on virtio; C(sda), ... on sata and scsi). Local files or block
-        devices (paths under C(/dev/)) of the host; the files must exist. The list is the whole set of disks; left
-        out, an existing VM keeps its disks.
+      - The VM's disks, in order (C(vda), C(vdb), ... on virtio; C(sda), ... on sata and scsi). Each is a local file
+        or block device (I(path)) or an RBD image (I(rbd)). The list is the whole set of disks; left out, an
+        existing VM keeps its disks.
     type: list
     elements: dict
     suboptions:
       path:
-        description: Absolute path of the image file or block device on the host.
+        description:
+          - Absolute path of the image file or block device (under C(/dev/)) on the host; it must exist.
+          - Exactly one of I(path) and I(rbd).
         type: str
-        required: true
+      rbd:
+        description:
+          - An image in Ceph RBD (e.g. a clone made by M(hardway.cloud.ceph_rbd_volume)), attached through QEMU's
+            RBD client as I(ceph) says. Always raw. Images in a RADOS namespace are not supported (libvirt cannot
+            name them).
+        type: dict
+        suboptions:
+          pool:
+            description: The pool.
+            type: str
+            required: true
+          image:
+            description: The image.
+            type: str
+            required: true
       format:
-        description: The image's format.
+        description: The image's format (RBD images are raw).
         type: str
         choices: [raw, qcow2]
         default: raw
@@ -100,11 +131,54 @@ options:
         description: Attach the disk read-only.
         type: bool
         default: false
+      boot_order:
+        description:
+          - The disk's place in the firmware's boot order (1 first). Irrelevant with I(kernel) (direct kernel
+            boot). Each value at most once.
+        type: int
   seed:
     description:
-      - Path of a cloud-init NoCloud seed image (e.g. from M(hardway.cloud.cloudinit_seed)) on the host, attached as
-        a read-only raw virtio disk after the disks of I(disks).
-    type: str
+      - A cloud-init NoCloud seed image (e.g. from M(hardway.cloud.cloudinit_seed)), attached as a read-only raw
+        virtio disk after the disks of I(disks) - a path on the host, or a dict with I(path) or with
+        I(rbd) (C({pool, image})) as in I(disks).
+    type: raw
+  ceph:
+    description:
+      - How QEMU and the module reach Ceph for RBD disks and the seed.
+    type: dict
+    default: {}
+    suboptions:
+      user:
+        description: The cephx user QEMU connects as, without or with C(client.).
+        type: str
+        default: hypervisor
+      secret:
+        description:
+          - The libvirt secret holding that user's key, by UUID or usage name. The
+            P(hardway.cloud.hypervisor#role) role defines it with usage C(client.hypervisor secret).
+          - Defaults to C(client.USER secret).
+        type: str
+      monitors:
+        description:
+          - Monitor addresses written into the disks' definition (C(host), C(host:port), C([ipv6]:port)). Left
+            empty, QEMU reads them from the host's C(/etc/ceph/ceph.conf) when it opens the image, so a changed
+            monitor set needs no change of the VMs.
+        type: list
+        elements: str
+        default: []
+      conf:
+        description: The cluster's configuration on the host, used to check that the RBD images exist and for
+          I(undefine_volumes).
+        type: path
+        default: /etc/ceph/ceph.conf
+      keyring:
+        description: The keyring of I(user) for those checks; by default librados looks in its usual places
+          (C(/etc/ceph/ceph.client.USER.keyring)). The key is never read by the module itself.
+        type: path
+      timeout:
+        description: Seconds to wait for the cluster in those checks.
+        type: int
+        default: 30
   interfaces:
     description:
       - The VM's NICs, in order, each on a Linux bridge of the host, model virtio. The tap devices are named by
@@ -149,6 +223,21 @@ options:
         appended across boots. Its directory must exist. Left out, an existing VM keeps its serial port (a new one
         gets a pty one).
     type: str
+  apply:
+    description:
+      - What to do with changes to a running VM that libvirt cannot apply live. C(live) applies what it can and
+        reports the rest with I(needs_restart). C(restart) restarts the VM (graceful shutdown as for
+        I(state=stopped), then start) when that is needed; with I(state=present) or I(state=running) only.
+    type: str
+    choices: [live, restart]
+    default: live
+  undefine_volumes:
+    description:
+      - With I(state=absent), also remove the VM's disks and seed - local files (never block devices) and RBD
+        images (which must have no snapshots). A volume another VM on the host also uses is kept.
+      - Needs a local URI. RBD images are removed as I(ceph) says, once QEMU has let go of them.
+    type: bool
+    default: false
   shutdown_timeout:
     description:
       - Seconds to wait for a graceful (ACPI) shutdown for I(state=stopped) and I(state=restarted), after which the
@@ -172,8 +261,7 @@ seealso:
     description: What the definition the module writes means.
     link: https://libvirt.org/formatdomain.html
 notes:
-  - Disks on RBD, live changes (hot-plugged NICs and disks, vCPUs and memory within their maximum) and C(cpu_model)
-    are not supported yet.
+  - vCPUs and memory are changed only at a restart (no hot-plug of CPUs or memory).
 """
 
 EXAMPLES = r"""
@@ -196,6 +284,25 @@ EXAMPLES = r"""
       networks: [{name: net100, prefix: "2001:db8:100::/64"}]
     autostart: true
   register: web1
+
+- name: A tenant VM whose root disk and seed are RBD images
+  hardway.cloud.kvm_instance:
+    name: db1
+    state: running
+    vcpus: 2
+    memory: 2G
+    cpu_model: host-passthrough
+    disks:
+      - rbd: {pool: vms, image: db1-root}
+    seed:
+      rbd: {pool: vms, image: db1-seed}
+    ceph:
+      user: hypervisor
+    interfaces:
+      - {bridge: br100}
+    kernel: /var/lib/hardway/images/debian-12/vmlinuz
+    initrd: /var/lib/hardway/images/debian-12/initrd.img
+    cmdline: console=ttyS0 root=/dev/vda rw
 
 - name: Its address, known without asking the VM
   ansible.builtin.debug:
@@ -227,10 +334,23 @@ EXAMPLES = r"""
     shutdown_timeout: 120
   when: grown.needs_restart
 
+- name: A second NIC, hot-plugged into the running VM
+  hardway.cloud.kvm_instance:
+    name: web1
+    interfaces:
+      - {bridge: br100}
+      - {bridge: br200}
+
 - name: Remove the VM (its disks stay)
   hardway.cloud.kvm_instance:
     name: web1
     state: absent
+
+- name: Remove a VM with its RBD root disk and seed
+  hardway.cloud.kvm_instance:
+    name: db1
+    state: absent
+    undefine_volumes: true
 """
 
 RETURN = r"""
@@ -302,6 +422,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import libvirt_domain as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError)
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Cluster, connection_options
 
 try:
     import libvirt
@@ -309,9 +430,25 @@ try:
 except ImportError:
     HAS_LIBVIRT = False
 
+try:
+    import rbd
+    HAS_RBD = True
+except ImportError:
+    HAS_RBD = False
+
 STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "stopped", 6: "crashed",
                7: "pmsuspended"}
+ACTIVE = ("running", "paused", "blocked", "shutdown", "pmsuspended", "crashed")
 POLL = 0.25
+# libvirt errors that mean "not while it runs" (the change then waits for a restart)
+LIVE_UNSUPPORTED = tuple(getattr(libvirt, code) for code in (
+    "VIR_ERR_NO_SUPPORT", "VIR_ERR_OPERATION_UNSUPPORTED", "VIR_ERR_CONFIG_UNSUPPORTED", "VIR_ERR_OPERATION_TIMEOUT")
+    if HAS_LIBVIRT and hasattr(libvirt, code))
+# the network role's port security helper: a hot-plugged NIC is registered
+# here (libvirt's hook only sees VMs start and stop)
+PORT_SECURITY = "/usr/libexec/hardway/port-security"
+# how long a removed VM's RBD image may still show QEMU's watch
+UNWATCH_SECONDS = 45
 
 
 def _is_bridge(name):
@@ -323,37 +460,56 @@ def local_uri(uri):
     return uri.split("?")[0] in ("qemu:///system", "qemu:///session", "qemu+unix:///system", "qemu+unix:///session")
 
 
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="present",
+               choices=["present", "running", "stopped", "paused", "restarted", "absent"]),
+    uri=dict(type="str", default="qemu:///system"),
+    virt_type=dict(type="str", choices=["kvm", "qemu"]),
+    vcpus=dict(type="int"),
+    memory=dict(type="raw"),
+    cpu_model=dict(type="str"),
+    disks=dict(type="list", elements="dict", options=dict(
+        path=dict(type="str"),
+        rbd=dict(type="dict", options=dict(
+            pool=dict(type="str", required=True),
+            image=dict(type="str", required=True),
+        )),
+        format=dict(type="str", default="raw", choices=["raw", "qcow2"]),
+        bus=dict(type="str", default="virtio", choices=["virtio", "sata", "scsi"]),
+        readonly=dict(type="bool", default=False),
+        boot_order=dict(type="int"),
+    ), mutually_exclusive=[["path", "rbd"]], required_one_of=[["path", "rbd"]]),
+    seed=dict(type="raw"),
+    ceph=dict(type="dict", default={}, options=dict(
+        user=dict(type="str", default="hypervisor"),
+        secret=dict(type="str", no_log=False),
+        monitors=dict(type="list", elements="str", default=[]),
+        conf=dict(type="path", default="/etc/ceph/ceph.conf"),
+        keyring=dict(type="path", no_log=False),
+        timeout=dict(type="int", default=30),
+    )),
+    interfaces=dict(type="list", elements="dict", options=dict(
+        bridge=dict(type="str", required=True),
+        mac=dict(type="str"),
+        prefix=dict(type="str"),
+    )),
+    kernel=dict(type="str"),
+    initrd=dict(type="str"),
+    cmdline=dict(type="str"),
+    metadata=dict(type="dict"),
+    autostart=dict(type="bool"),
+    serial_log=dict(type="str"),
+    apply=dict(type="str", default="live", choices=["live", "restart"]),
+    undefine_volumes=dict(type="bool", default=False),
+    shutdown_timeout=dict(type="int", default=60),
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="int", default=60),
+)
+
+
 class KvmInstance(HardwayModule):
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="present",
-                   choices=["present", "running", "stopped", "paused", "restarted", "absent"]),
-        uri=dict(type="str", default="qemu:///system"),
-        virt_type=dict(type="str", choices=["kvm", "qemu"]),
-        vcpus=dict(type="int"),
-        memory=dict(type="raw"),
-        disks=dict(type="list", elements="dict", options=dict(
-            path=dict(type="str", required=True),
-            format=dict(type="str", default="raw", choices=["raw", "qcow2"]),
-            bus=dict(type="str", default="virtio", choices=["virtio", "sata", "scsi"]),
-            readonly=dict(type="bool", default=False),
-        )),
-        seed=dict(type="str"),
-        interfaces=dict(type="list", elements="dict", options=dict(
-            bridge=dict(type="str", required=True),
-            mac=dict(type="str"),
-            prefix=dict(type="str"),
-        )),
-        kernel=dict(type="str"),
-        initrd=dict(type="str"),
-        cmdline=dict(type="str"),
-        metadata=dict(type="dict"),
-        autostart=dict(type="bool"),
-        serial_log=dict(type="str"),
-        shutdown_timeout=dict(type="int", default=60),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=60),
-    )
+    argument_spec = ARGUMENT_SPEC
     entry_lists = ("disks", "interfaces")
 
     def run(self):
@@ -369,9 +525,9 @@ class KvmInstance(HardwayModule):
             conn = libvirt.open(self.params["uri"])
         except libvirt.libvirtError as exc:
             raise ModuleError("uri: cannot connect to %s: %s" % (self.params["uri"], exc), parameter="uri")
+        local = local_uri(self.params["uri"])
         try:
-            Instance(conn, want, self.params, self.check_mode, self.result).converge(
-                check_host=local_uri(self.params["uri"]))
+            Instance(conn, want, self.params, self.check_mode, self.result, host=self if local else None).converge()
         finally:
             self._diff_from_result()
             conn.close()
@@ -383,14 +539,18 @@ class KvmInstance(HardwayModule):
 
 
 class Instance(object):
-    """One domain on one connection: read, plan, apply (unless check mode), report into ``result``."""
+    """One domain on one connection: read, plan, apply (unless check mode),
+    report into ``result``. ``host`` is the module when the URI is this
+    host's (files, bridges, RBD images and port security are checked and
+    handled here), else None."""
 
-    def __init__(self, conn, want, params, check_mode, result):
+    def __init__(self, conn, want, params, check_mode, result, host=None):
         self.conn = conn
         self.want = want
         self.params = params
         self.check_mode = check_mode
         self.result = result
+        self.host = host
         self.actions = result.setdefault("actions", [])
         self.planned_state = None
         self.domain = self._lookup()
@@ -425,33 +585,153 @@ class Instance(object):
             prefix = "%s: " % parameter if parameter else ""
             raise ModuleError("%s%s failed: %s" % (prefix, action, message), **details)
 
-    def converge(self, check_host):
+    def converge(self):
         state = self.params["state"]
         name = self.want["name"]
         if state == "absent":
             return self._absent()
-        if check_host:
+        if self.host is not None:
             problem = logic.host_problems(self.want, os.path.exists, _is_bridge)
             if problem:
                 raise problem
         before_xml = self.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if self.domain else None
         before = logic.owned(before_xml) if before_xml else None
         target = logic.resolve(self.want, before)
+        self._check_new_parts(before, target)
         new_xml = logic.apply(before_xml or logic.skeleton(name), target)
         after = logic.owned(new_xml)
         self.result["_before"], self.result["_after"] = logic.render(before), logic.render(after)
         if before != after:
             self.domain = self._do("define %s" % name if before is None else "redefine %s" % name,
                                    partial(self.conn.defineXML, new_xml)) or self.domain
-            if self.domain is not None and self.domain.isActive() and before and \
-                    before["metadata"] != after["metadata"]:
-                self._set_live_metadata(after["metadata"])
+            running = before and self.domain is not None and self.domain.isActive()
+            if running and state in ("present", "running", "paused"):
+                self._change_live(after)
         autostart = self.params["autostart"]
         if autostart is not None and (self.domain is None or bool(self.domain.autostart()) != autostart):
             self._do("autostart %s %s" % ("on" if autostart else "off", name),
                      partial(self._call, "setAutostart", 1 if autostart else 0), "autostart")
+        if self.params["apply"] == "restart" and state in ("present", "running") and self._restart_needed(after):
+            state = "restarted"
         self._run_state(state)
         self._report(after, new_xml)
+
+    # checks that need the host or the cluster, only for what is new
+
+    def _check_new_parts(self, before, target):
+        model = target.get("cpu_model")
+        if model is not None and model != (before or {}).get("cpu_model"):
+            self._check_cpu_model(model, target["type"])
+        known = set(logic.volumes(before))
+        new = [(parameter, pool, image) for parameter, pool, image in logic.rbd_disks(self.want)
+               if ("rbd", pool, image) not in known]
+        if new and self.host is not None:
+            self._check_rbd_images(new)
+
+    def _check_cpu_model(self, model, virt_type):
+        try:
+            caps = self.conn.getDomainCapabilities(None, None, None, virt_type)
+        except libvirt.libvirtError:
+            # a driver without domain capabilities (the test driver): libvirt checks at start
+            return
+        supported = logic.cpu_models(caps)
+        if model in logic.CPU_MODES:
+            if model not in supported["modes"]:
+                raise ParameterError("cpu_model", "%s is not supported by %s domains on this host (it offers: %s)"
+                                     % (model, virt_type, ", ".join(supported["modes"]) or "none"))
+        elif supported["models"] and model not in supported["models"]:
+            raise ParameterError("cpu_model", "%s is not a CPU model %s domains can use on this host (usable: %s)"
+                                 % (model, virt_type, ", ".join(sorted(supported["models"]))))
+
+    def _ceph_options(self):
+        ceph = self.params.get("ceph") or {}
+        try:
+            return connection_options({"conf": ceph.get("conf") or "/etc/ceph/ceph.conf",
+                                       "keyring": ceph.get("keyring"), "user": ceph.get("user") or "hypervisor",
+                                       "cluster": "ceph", "timeout": ceph.get("timeout") or 30})
+        except ParameterError as exc:
+            raise ParameterError("ceph." + exc.parameter, exc.message)
+
+    def _check_rbd_images(self, disks):
+        """The RBD images of new disks exist (QEMU would only fail at start)."""
+        if not (HAS_RADOS and HAS_RBD):
+            self.host.warn("the RBD images of the disks were not checked: the host lacks the rados and rbd Python "
+                           "bindings (python3-rados, python3-rbd)")
+            return
+        with Cluster(self._ceph_options()) as cluster:
+            for parameter, pool, image in disks:
+                ioctx = cluster.ioctx(pool, parameter=parameter + ".pool")
+                try:
+                    rbd.Image(ioctx, image, read_only=True).close()
+                except rbd.ImageNotFound:
+                    raise ParameterError(parameter + ".image", "RBD image %s/%s does not exist in %s"
+                                         % (pool, image, cluster.where()))
+                finally:
+                    ioctx.close()
+
+    # a running VM
+
+    def _change_live(self, after):
+        """Bring the running VM's devices and metadata to ``after`` where
+        libvirt can do it live; the rest waits for a restart (needs_restart)."""
+        name = self.want["name"]
+        live_xml = self.domain.XMLDesc(0)
+        live = logic.owned(live_xml)
+        for op, kind, index in logic.live_changes(live, after):
+            noun = "disk" if kind == "disks" else "interface"
+            if op == "attach":
+                item = after[kind][index]
+                if self._live("attach %s %d to running %s" % (noun, index, name), "attachDeviceFlags",
+                              logic.device_xml(kind, item), "%s[%d]" % (kind, index)) and kind == "interfaces":
+                    self._port_security("allow", item["mac"])
+            elif op == "detach":
+                if self._live("detach %s %d from running %s" % (noun, index, name), "detachDeviceFlags",
+                              logic.live_device_xml(live_xml, kind, index), kind) and kind == "interfaces":
+                    self._port_security("revoke", live[kind][index]["mac"], live_xml)
+            else:
+                item = after[kind][index]
+                if self._live("move interface %d of running %s to %s" % (index, name, item["bridge"]),
+                              "updateDeviceFlags", logic.device_xml(kind, item), "%s[%d].bridge" % (kind, index)):
+                    self._port_security("revoke", item["mac"], live_xml)
+                    self._port_security("allow", item["mac"])
+        if live["metadata"] != after["metadata"]:
+            self._set_live_metadata(after["metadata"])
+
+    def _live(self, action, method, xml, parameter):
+        """A device change on the running VM; False when libvirt cannot do it
+        live here (it then waits for a restart, and needs_restart says so)."""
+        try:
+            self._do(action, partial(self._call, method, xml, libvirt.VIR_DOMAIN_AFFECT_LIVE), parameter)
+        except ModuleError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, libvirt.libvirtError) or cause.get_error_code() not in LIVE_UNSUPPORTED:
+                raise
+            self.actions[-1] = "%s: not possible live (%s); applied at the next restart" % (action, cause)
+            return False
+        return not self.check_mode
+
+    def _port_security(self, action, mac, xml=None):
+        """Register (allow) or unregister (revoke) a NIC's tap with the
+        network role's port security, where the host has it."""
+        if self.check_mode or self.host is None or not os.access(PORT_SECURITY, os.X_OK):
+            return
+        tap, bridge = logic.taps(xml or self.domain.XMLDesc(0)).get(mac, (None, None))
+        if tap is None:
+            return
+        argv = [PORT_SECURITY, action, tap, mac] + ([bridge] if action == "allow" else [])
+        rc, _out, err = self.host.run_command(argv)
+        if rc != 0:
+            raise ModuleError("port security %s of %s (%s) failed: %s" % (action, tap, mac, err.strip()))
+
+    def _restart_needed(self, after):
+        """Whether the VM runs with a configuration other than ``after`` that
+        only a restart can apply (in check mode: would, after the live changes)."""
+        if self.domain is None or not self.domain.isActive():
+            return False
+        live = logic.owned(self.domain.XMLDesc(0))
+        if self.check_mode:
+            live = logic.after_live_changes(live, after, logic.live_changes(live, after))
+        return logic.restart_differs(live, after)
 
     def _set_live_metadata(self, value):
         element = logic.metadata_xml(value) if value is not None else None
@@ -523,14 +803,20 @@ class Instance(object):
                 return False
             time.sleep(POLL)
 
+    # removal
+
     def _absent(self):
         name = self.want["name"]
         if self.domain is not None:
             before_xml = self.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            self.result["_before"], self.result["_after"] = logic.render(logic.owned(before_xml)), ""
+            before = logic.owned(before_xml)
+            self.result["_before"], self.result["_after"] = logic.render(before), ""
+            doomed = self._volumes_to_remove(before) if self.params["undefine_volumes"] else []
             if self.domain.isActive():
                 self._do("turn off %s" % name, self._destroy)
             self._do("undefine %s" % name, self._undefine)
+            for volume in doomed:
+                self._remove_volume(volume)
         self.result.update(uuid=None, state="absent", interfaces=[], needs_restart=False, xml="")
 
     def _undefine(self):
@@ -547,6 +833,50 @@ class Instance(object):
                 if not unsupported or index == len(fallbacks) - 1:
                     raise
 
+    def _volumes_to_remove(self, before):
+        """The VM's volumes that no other domain of the connection uses."""
+        mine = logic.volumes(before)
+        if mine and self.host is None:
+            raise ParameterError("undefine_volumes", "volumes are removed only where the module runs on the "
+                                                     "hypervisor itself (a local qemu:/// URI)")
+        used = set()
+        for other in self.conn.listAllDomains(0):
+            if other.UUIDString() != self.domain.UUIDString():
+                used.update(logic.volumes(logic.owned(other.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
+        doomed = []
+        for volume in mine:
+            if volume in used:
+                self.actions.append("keep %s: another VM uses it" % _volume_name(volume))
+            elif volume not in doomed:
+                doomed.append(volume)
+        return doomed
+
+    def _remove_volume(self, volume):
+        if volume[0] == "file":
+            path = volume[1]
+            if not os.path.isfile(path):
+                # a block device is never removed, nor something already gone
+                if os.path.exists(path):
+                    self.actions.append("keep %s: not a regular file" % path)
+                return
+            self._do("remove volume %s" % path, partial(os.unlink, path), "undefine_volumes")
+            return
+        if not (HAS_RADOS and HAS_RBD):
+            raise ModuleError(missing_required_lib("rados and rbd (python3-rados, python3-rbd)"),
+                              parameter="undefine_volumes")
+        _kind, pool, image = volume
+        with Cluster(self._ceph_options()) as cluster:
+            ioctx = cluster.ioctx(pool, parameter="undefine_volumes")
+            try:
+                try:
+                    rbd.Image(ioctx, image, read_only=True).close()
+                except rbd.ImageNotFound:
+                    return
+                self._do("remove volume %s/%s" % (pool, image), partial(_remove_image, ioctx, pool, image),
+                         "undefine_volumes")
+            finally:
+                ioctx.close()
+
     def _report(self, after, planned_xml):
         domain = self.domain
         if domain is None:
@@ -555,15 +885,40 @@ class Instance(object):
                                autostart=bool(self.params["autostart"]))
         else:
             persistent_xml = planned_xml if self.check_mode else domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            active = self.planned_state in ("running", "paused", "blocked", "shutdown", "pmsuspended", "crashed")
             needs_restart = False
-            if active and domain.isActive() and not (self.check_mode and self.params["state"] == "restarted"):
-                needs_restart = logic.restart_differs(logic.owned(domain.XMLDesc(0)), after)
+            if self.planned_state in ACTIVE and domain.isActive() and \
+                    not (self.check_mode and "start %s" % self.want["name"] in self.actions):
+                needs_restart = self._restart_needed(after)
             autostart = bool(domain.autostart()) if not self.check_mode or self.params["autostart"] is None \
                 else self.params["autostart"]
             self.result.update(uuid=domain.UUIDString(), needs_restart=needs_restart, xml=persistent_xml,
                                state=self.planned_state if self.check_mode else self._state(), autostart=autostart)
         self.result["interfaces"] = logic.interface_facts(after, self.want)
+
+
+def _volume_name(volume):
+    return volume[1] if volume[0] == "file" else "%s/%s" % volume[1:]
+
+
+def _remove_image(ioctx, pool, image):
+    """Remove an RBD image once QEMU's watch on it is gone (a killed QEMU's
+    watch lingers until the OSDs time it out)."""
+    deadline = time.monotonic() + UNWATCH_SECONDS
+    while True:
+        try:
+            rbd.RBD().remove(ioctx, image)
+            return
+        except rbd.ImageNotFound:
+            return
+        except rbd.ImageHasSnapshots:
+            raise ModuleError("undefine_volumes: RBD image %s/%s has snapshots; it is kept (remove it with "
+                              "hardway.cloud.ceph_rbd_volume and force)" % (pool, image), parameter="undefine_volumes")
+        except rbd.ImageBusy:
+            if time.monotonic() >= deadline:
+                raise ModuleError("undefine_volumes: RBD image %s/%s is still in use %d s after the VM stopped "
+                                  "(another client has it open); it is kept" % (pool, image, UNWATCH_SECONDS),
+                                  parameter="undefine_volumes")
+            time.sleep(1)
 
 
 def main():

@@ -74,9 +74,10 @@ LIBVIRT_XML = """<domain type='qemu' id='3'>
 """
 
 OWNED = {
-    "name": "web1", "type": "qemu", "vcpus": 1, "memory": 256,
+    "name": "web1", "type": "qemu", "vcpus": 1, "memory": 256, "cpu_model": "qemu64",
     "kernel": "/srv/vmlinuz", "initrd": "/srv/initrd.img", "cmdline": "console=ttyS0",
-    "disks": [{"path": "/srv/web1.qcow2", "format": "qcow2", "bus": "virtio", "readonly": False, "target": "vda"}],
+    "disks": [{"path": "/srv/web1.qcow2", "rbd": None, "format": "qcow2", "bus": "virtio", "readonly": False,
+               "target": "vda", "boot_order": None, "auth": None, "monitors": []}],
     "interfaces": [{"bridge": "br100", "mac": "52:54:00:ab:cd:ef", "model": "virtio"}],
     "serial_log": "/srv/web1.log", "metadata": {"tenant": "acme"},
 }
@@ -192,6 +193,11 @@ def test_restart_is_not_needed_for_metadata():
     assert logic.restart_differs(OWNED, dict(OWNED, vcpus=2))
 
 
+def test_the_cpu_libvirt_chose_is_no_reason_to_restart():
+    assert not logic.restart_differs(OWNED, dict(OWNED, cpu_model=None))
+    assert logic.restart_differs(OWNED, dict(OWNED, cpu_model="Haswell"))
+
+
 @pytest.mark.parametrize("params, parameter", [
     ({"name": "a b"}, "name"),
     ({"name": "x", "vcpus": 0}, "vcpus"),
@@ -205,6 +211,24 @@ def test_restart_is_not_needed_for_metadata():
                                   {"bridge": "b", "mac": "02:00:00:00:00:01"}]}, "interfaces[1].mac"),
     ({"name": "x", "interfaces": [{"bridge": "br0", "prefix": "2001:db8::/48"}]}, "interfaces[0].prefix"),
     ({"name": "x", "seed": "seed.iso"}, "seed"),
+    ({"name": "x", "seed": 5}, "seed"),
+    ({"name": "x", "seed": {"rbd": {"pool": "vms"}}}, "seed.rbd.image"),
+    ({"name": "x", "seed": {"iso": "/x"}}, "seed.iso"),
+    ({"name": "x", "disks": [{"path": "/a", "rbd": {"pool": "vms", "image": "a"}}]}, "disks[0]"),
+    ({"name": "x", "disks": [{}]}, "disks[0]"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a/b"}}]}, "disks[0].rbd.image"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a", "namespace": "t"}}]}, "disks[0].rbd.namespace"),
+    ({"name": "x", "disks": [{"rbd": "vms/a"}]}, "disks[0].rbd"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a"}, "format": "qcow2"}]}, "disks[0].format"),
+    ({"name": "x", "disks": [{"path": "/a", "boot_order": 0}]}, "disks[0].boot_order"),
+    ({"name": "x", "disks": [{"path": "/a", "boot_order": 1}, {"path": "/b", "boot_order": 1}]},
+     "disks[1].boot_order"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a"}}], "ceph": {"user": "a b"}}, "ceph.user"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a"}}], "ceph": {"monitors": ["m1:99999"]}},
+     "ceph.monitors[0]"),
+    ({"name": "x", "disks": [{"rbd": {"pool": "vms", "image": "a"}}], "ceph": {"monitors": ["a b"]}},
+     "ceph.monitors[0]"),
+    ({"name": "x", "cpu_model": "host passthrough"}, "cpu_model"),
     ({"name": "x", "metadata": {"a": {1, 2}}}, "metadata"),
 ])
 def test_bad_parameters_are_named(params, parameter):
@@ -248,3 +272,100 @@ def test_interface_facts_with_slaac_addresses():
 
 def test_disk_letters():
     assert [logic.disk_letters(i) for i in (0, 25, 26, 27, 701, 702)] == ["a", "z", "aa", "ab", "zz", "aaa"]
+
+
+RBD_XML = """<domain type='kvm'>
+  <name>db1</name>
+  <memory unit='KiB'>524288</memory>
+  <vcpu placement='static'>2</vcpu>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>
+  <cpu mode='host-model' check='partial'/>
+  <devices>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='rbd' name='vms/db1-root' index='1'>
+        <host name='2001:db8::10' port='6789'/>
+        <host name='stor2'/>
+        <auth username='hypervisor'>
+          <secret type='ceph' usage='client.hypervisor secret'/>
+        </auth>
+      </source>
+      <target dev='vda' bus='virtio'/>
+      <boot order='1'/>
+      <alias name='virtio-disk0'/>
+    </disk>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <auth username='hypervisor'>
+        <secret type='ceph' uuid='6a1e1b6c-58a5-5d6f-9e1f-2d7b0c3e4f51'/>
+      </auth>
+      <source protocol='rbd' name='vms/db1-seed'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+  </devices>
+</domain>"""
+
+
+def test_rbd_disks_are_read_with_their_auth_monitors_and_boot_order():
+    part = logic.owned(RBD_XML)
+    assert part["cpu_model"] == "host-model"
+    root, seed = part["disks"]
+    assert root == {"path": None, "rbd": {"pool": "vms", "image": "db1-root"}, "format": "raw", "bus": "virtio",
+                    "readonly": False, "target": "vda", "boot_order": 1,
+                    "auth": {"user": "hypervisor", "usage": "client.hypervisor secret"},
+                    "monitors": [{"name": "2001:db8::10", "port": "6789"}, {"name": "stor2", "port": None}]}
+    assert seed["auth"] == {"user": "hypervisor", "uuid": "6a1e1b6c-58a5-5d6f-9e1f-2d7b0c3e4f51"}
+    assert seed["readonly"] and seed["monitors"] == []
+
+
+def test_rbd_disks_and_seed_from_parameters_round_trip():
+    params = {"name": "db1", "virt_type": "kvm", "vcpus": 2, "memory": 512,
+              "disks": [{"rbd": {"pool": "vms", "image": "db1-root"}, "boot_order": 1}],
+              "seed": {"rbd": {"pool": "vms", "image": "db1-seed"}},
+              "ceph": {"user": "client.hypervisor", "monitors": ["[2001:db8::10]:6789", "stor2"]}}
+    target = logic.resolve(logic.wanted(params), None)
+    xml = logic.apply(logic.skeleton("db1"), target)
+    part = logic.owned(xml)
+    assert part == target
+    assert part["cpu_model"] == "host-model"
+    assert [disk["target"] for disk in part["disks"]] == ["vda", "vdb"]
+    assert part["disks"][0] == logic.owned(RBD_XML)["disks"][0]
+    assert part["disks"][1]["readonly"] and part["disks"][1]["rbd"] == {"pool": "vms", "image": "db1-seed"}
+    # the same input against libvirt's rendering of it is no change
+    assert logic.resolve(logic.wanted(dict(params, seed=None, disks=params["disks"])),
+                         logic.owned(RBD_XML))["disks"][0] == logic.owned(RBD_XML)["disks"][0]
+    secret = logic.wanted(dict(params, ceph={"secret": "6A1E1B6C-58A5-5D6F-9E1F-2D7B0C3E4F51"}))["disks"][0]["auth"]
+    assert secret == {"user": "hypervisor", "uuid": "6a1e1b6c-58a5-5d6f-9e1f-2d7b0c3e4f51"}
+    assert logic.rbd_disks(logic.wanted(params)) == [("disks[0].rbd", "vms", "db1-root"),
+                                                     ("seed.rbd", "vms", "db1-seed")]
+
+
+def test_seed_as_a_path_or_a_dict():
+    by_path = logic.wanted({"name": "x", "seed": "/srv/s.iso"})["disks"][0]
+    assert by_path == logic.wanted({"name": "x", "seed": {"path": "/srv/s.iso"}})["disks"][0]
+    assert by_path["readonly"] and by_path["format"] == "raw" and by_path["target"] == "vda"
+
+
+@pytest.mark.parametrize("model, element", [
+    ("host-passthrough", '<cpu mode="host-passthrough" />'),
+    ("Haswell-noTSX", '<cpu mode="custom" match="exact"><model fallback="forbid">Haswell-noTSX</model></cpu>'),
+])
+def test_cpu_model_is_set_and_read_back(model, element):
+    target = logic.resolve(logic.wanted(dict(PARAMS, cpu_model=model)), OWNED)
+    xml = logic.apply(LIBVIRT_XML, target)
+    assert element in re.sub(r">\s+<", "><", xml) and xml.count("<cpu") == 1
+    assert logic.owned(xml)["cpu_model"] == model
+
+
+def test_new_kvm_instances_get_host_model_and_tcg_ones_qemus_default():
+    assert logic.resolve(logic.wanted({"name": "x", "virt_type": "kvm"}), None)["cpu_model"] == "host-model"
+    assert logic.resolve(logic.wanted({"name": "x", "virt_type": "qemu"}), None)["cpu_model"] is None
+    # an existing instance keeps what it has
+    assert logic.resolve(logic.wanted({"name": "web1"}), OWNED)["cpu_model"] == "qemu64"
+
+
+def test_rbd_errors_are_traced_to_the_disk():
+    want = logic.wanted({"name": "x", "disks": [{"path": "/a"}, {"rbd": {"pool": "vms", "image": "x-root"}}]})
+    assert logic.parameter_of_error("error reading header from vms/x-root: No such file", want) == "disks[1].rbd"
+    assert logic.parameter_of_error("secret 'client.hypervisor secret' not found", want) == "ceph.secret"
