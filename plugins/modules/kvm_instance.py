@@ -447,6 +447,10 @@ LIVE_UNSUPPORTED = tuple(getattr(libvirt, code) for code in (
 # the network role's port security helper: a hot-plugged NIC is registered
 # here (libvirt's hook only sees VMs start and stop)
 PORT_SECURITY = "/usr/libexec/hardway/port-security"
+# where the hypervisor role's libvirt hook remembers each running domain's
+# registered ports ("TAP MAC" lines in a file named by the domain's UUID), to
+# revoke them when it stops: hot-plugged ports are remembered there too
+PORT_RECORDS = "/run/hardway/port-security"
 # how long a removed VM's RBD image may still show QEMU's watch
 UNWATCH_SECONDS = 45
 
@@ -722,6 +726,18 @@ class Instance(object):
         rc, _out, err = self.host.run_command(argv)
         if rc != 0:
             raise ModuleError("port security %s of %s (%s) failed: %s" % (action, tap, mac, err.strip()))
+        record = os.path.join(PORT_RECORDS, self.domain.UUIDString().lower())
+        lines = []
+        if os.path.exists(record):
+            with open(record, encoding="ascii") as remembered:
+                lines = [line for line in remembered.read().splitlines() if line.split() != [tap, mac]]
+        if action == "allow":
+            lines.append("%s %s" % (tap, mac))
+        if not os.path.isdir(PORT_RECORDS):
+            os.makedirs(PORT_RECORDS, mode=0o700)
+        with open(record + ".tmp", "w", encoding="ascii") as remembered:
+            remembered.write("".join(line + "\n" for line in lines))
+        os.replace(record + ".tmp", record)
 
     def _restart_needed(self, after):
         """Whether the VM runs with a configuration other than ``after`` that

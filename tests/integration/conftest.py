@@ -64,19 +64,6 @@ def lab_factory():
         lab.down(name, log=lambda _msg: None)
 
 
-@pytest.fixture(scope="session")
-def hypervisor(lab_factory):
-    """A lab host with libvirt and qemu installed through its apt, for tests
-    that boot TCG guests (see virt.py); guests left defined are removed."""
-    made = lab_factory({"lab": "virt-hv", "hosts": [
-        {"name": "hv1", "groups": ["hypervisors"], "devices": ["kvm", "tun"]},
-    ]})
-    host = Hypervisor(made.state, "hv1")
-    host.install_libvirt()
-    yield host
-    host.cleanup()
-
-
 # holds an RBD image open, as a running VM does, until SIGTERM
 HOLDER = """
 import signal, sys, time
@@ -141,20 +128,46 @@ class CephCluster:
         return proc
 
 
+class Cloud:
+    """The test cloud: a Ceph cluster on stor1 (the machine is its admin
+    client) and hv1, a hypervisor made by the collection's hypervisor role,
+    holding the cluster's client.hypervisor key as a libvirt secret."""
+
+    def __init__(self, state, ceph):
+        self.state = state
+        self.ceph = ceph
+        self.hypervisor = Hypervisor(state, "hv1")
+
+
 @pytest.fixture(scope="session")
-def ceph(tmp_path_factory):
-    """A real Ceph cluster for module tests: a lab host converged by the
-    storage role; the machine is its client (admin key).
-    HARDWAY_TEST_CEPH=<dir> (holding ceph.conf and ceph.client.admin.keyring)
-    uses a cluster that already runs instead."""
+def cloud(tmp_path_factory):
+    """One lab for every test that needs Ceph or libvirt (brought up once,
+    by the storage and hypervisor roles); torn down at the end, also on failure."""
+    name = lab_name("cloud")
+    try:
+        state, conf, keyring = ceph_lab.up(name, str(tmp_path_factory.mktemp("cloud")), hypervisor=True)
+        made = Cloud(state, CephCluster(conf, keyring))
+        try:
+            yield made
+        finally:
+            made.hypervisor.cleanup()
+    finally:
+        lab.down(name, log=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def hypervisor(cloud):
+    """The cloud's hypervisor host, for tests that boot TCG guests (see
+    virt.py); guests defined through it are removed at the end."""
+    return cloud.hypervisor
+
+
+@pytest.fixture(scope="session")
+def ceph(request):
+    """A real Ceph cluster for module tests: the cloud's, with the machine as
+    its admin client. HARDWAY_TEST_CEPH=<dir> (holding ceph.conf and
+    ceph.client.admin.keyring) uses a cluster that already runs instead."""
     existing = os.environ.get("HARDWAY_TEST_CEPH")
     if existing:
-        yield CephCluster(os.path.join(existing, "ceph.conf"),
-                          os.path.join(existing, "ceph.client.admin.keyring"))
-        return
-    tmp = tmp_path_factory.mktemp("ceph")
-    try:
-        _state, conf, keyring = ceph_lab.up(lab_name("ceph"), str(tmp))
-        yield CephCluster(conf, keyring)
-    finally:
-        lab.down(lab_name("ceph"), log=lambda _msg: None)
+        return CephCluster(os.path.join(existing, "ceph.conf"), os.path.join(existing, "ceph.client.admin.keyring"))
+    return request.getfixturevalue("cloud").ceph

@@ -1,8 +1,8 @@
 """Libvirt on a lab hypervisor host, for tests that boot real guests.
 
-A lab host with the kvm and tun devices gets libvirt and qemu from its own apt
-(through the lab's relay), a Linux bridge, and guests defined from plain
-libvirt XML: direct kernel boot, virtio disks (the cloud kernel has no AHCI,
+A lab host with the kvm and tun devices, made a hypervisor by the
+collection's hypervisor role (libvirt, qemu), gets Linux bridges and guests
+defined from plain libvirt XML: direct kernel boot, virtio disks (the cloud kernel has no AHCI,
 so a NoCloud seed is a virtio disk too), one virtio NIC per bridge, the serial
 console to a file. Guests are TCG (``<domain type="qemu">``): the lab's
 /dev/kvm cannot run a stock guest kernel, and libvirt would still claim kvm.
@@ -21,13 +21,8 @@ import subprocess
 import time
 from xml.etree import ElementTree
 
-# What a hypervisor host needs to run TCG guests, and the bindings the
-# collection's modules use there; the recommends (GUI, UEFI, block drivers,
-# dnsmasq) are not needed for direct kernel boot.
-PACKAGES = ["libvirt-daemon-system", "qemu-system-x86", "qemu-utils", "python3-libvirt"]
 # Where guest files live in the host: a directory libvirt's qemu user can reach.
 GUEST_ROOT = "/var/lib/libvirt/images"
-APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 STATE_CHECK_INTERVAL = 5
 
 Disk = collections.namedtuple("Disk", "path format readonly", defaults=("raw", False))
@@ -110,22 +105,6 @@ class Hypervisor:
             raise AssertionError("%s: %r failed (rc=%d):\n%s%s"
                                  % (self.name, command, proc.returncode, proc.stdout, proc.stderr))
         return proc
-
-    def install_libvirt(self, timeout=900):
-        """Install libvirt and qemu through the host's apt unless they are there;
-        the seconds it took (0 when nothing was installed)."""
-        if self.run("command -v virsh && command -v qemu-system-x86_64 && python3 -c 'import libvirt'",
-                    check=False).returncode == 0:
-            return 0.0
-        started = time.monotonic()
-        self.run("apt-get update -qq && %s apt-get install -y -qq --no-install-recommends %s"
-                 % (APT_ENV, " ".join(PACKAGES)), timeout=timeout)
-        self.wait_libvirtd()
-        return time.monotonic() - started
-
-    def wait_libvirtd(self, timeout=60):
-        """libvirtd is socket activated: the first virsh call starts it."""
-        self.run("virsh -c qemu:///system version", timeout=timeout)
 
     def copy_in(self, src, dest):
         """Copy a file of the machine into the host (sparse files stay sparse);

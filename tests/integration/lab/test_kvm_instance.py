@@ -18,17 +18,22 @@ from virt import Domain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NAME = "kvmt1"
+LIVE = "kvmt-live"
+NVRAM = "kvmt-nv"
 BRIDGE = "br-kvmt"
+BRIDGE2 = "br-kvmt2"
 
 
 @pytest.fixture(scope="module")
 def host(hypervisor):
     """The session's hypervisor lab host (libvirt and the module's bindings), with a bridge of this test's."""
     hypervisor.bridge(BRIDGE)
+    hypervisor.bridge(BRIDGE2)
     yield hypervisor
-    for name in (NAME, "kvmt-bad"):
+    for name in (NAME, LIVE, NVRAM, NVRAM + "-b", "kvmt-bad"):
         hypervisor.run("virsh -q destroy %s; virsh -q undefine --nvram %s" % (name, name), check=False)
-    hypervisor.run("ip link del %s" % BRIDGE, check=False)
+        hypervisor.run("rm -rf %s" % hypervisor.guest_dir(name), check=False)
+    hypervisor.run("ip link del %s; ip link del %s" % (BRIDGE, BRIDGE2), check=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +47,11 @@ def guest(host):
             "home": home}
 
 
-def module(host, tmp_path, args, check=False, diff=True):
-    """The module's result on hv1, run by ansible (ad-hoc, results written by the tree callback)."""
+def module(host, tmp_path, args, check=False, diff=True, name="kvm_instance"):
+    """A module's result on hv1, run by ansible (ad-hoc, results written by the tree callback)."""
     tree = tmp_path / ("tree-%d" % len(list(tmp_path.iterdir())))
     command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "hv1", "-i", host.state["inventory"],
-               "-m", "hardway.cloud.kvm_instance", "-a", json.dumps(args), "-t", str(tree)]
+               "-m", "hardway.cloud." + name, "-a", json.dumps(args), "-t", str(tree)]
     command += ["--check"] if check else []
     command += ["--diff"] if diff else []
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".tmp", "collections"),
@@ -155,3 +160,119 @@ def test_bad_inputs_fail_naming_the_parameter_and_define_nothing(host, guest, tm
     assert result.get("failed") and not result.get("changed"), result
     assert result["parameter"] == parameter and parameter in result["msg"], result
     assert "kvmt-bad" not in defined(host)
+
+
+def live(host, name):
+    return ElementTree.fromstring(virsh(host, "dumpxml", name))
+
+
+def bridges_of(xml):
+    return [element.get("bridge") for element in xml.findall("devices/interface/source")]
+
+
+def disks_of(xml):
+    return [element.get("file") for element in xml.findall("devices/disk/source")]
+
+
+def test_changes_to_a_running_guest_are_applied_live_where_libvirt_can(host, guest, tmp_path):
+    extra = host.guest_dir(LIVE) + "/extra.raw"
+    host.run("mkdir -p %s && truncate -s 16M %s" % (host.guest_dir(LIVE), extra))
+    args = {"name": LIVE, "state": "running", "virt_type": "qemu", "memory": 256, "kernel": guest["kernel"],
+            "initrd": guest["initrd"], "cmdline": guest["cmdline"], "interfaces": [{"bridge": BRIDGE}],
+            "serial_log": host.guest_dir(LIVE) + "/serial.log", "shutdown_timeout": 0}
+    first = module(host, tmp_path, args)
+    assert first["changed"] and first["state"] == "running", first
+    Domain(host, LIVE, "", args["serial_log"]).wait_console(guest["marker"] + ".*", timeout=180)
+
+    grown = dict(args, interfaces=[{"bridge": BRIDGE}, {"bridge": BRIDGE2}], disks=[{"path": extra}])
+    checked = module(host, tmp_path, grown, check=True)
+    assert checked["actions"] == ["redefine %s" % LIVE, "attach disk 0 to running %s" % LIVE,
+                                  "attach interface 1 to running %s" % LIVE], checked
+    assert not checked["needs_restart"] and bridges_of(live(host, LIVE)) == [BRIDGE]
+    plugged = module(host, tmp_path, grown)
+    assert plugged["actions"] == checked["actions"] and not plugged["needs_restart"], plugged
+    assert bridges_of(live(host, LIVE)) == [BRIDGE, BRIDGE2] and disks_of(live(host, LIVE)) == [extra]
+    assert bridges_of(inactive(host, LIVE)) == [BRIDGE, BRIDGE2]
+    assert plugged["interfaces"][0] == first["interfaces"][0]
+    assert "vnet" in host.run("ip -o link show master %s" % BRIDGE2).stdout
+    assert not module(host, tmp_path, grown)["changed"]
+
+    moved = module(host, tmp_path, dict(grown, interfaces=[{"bridge": BRIDGE}, {"bridge": BRIDGE}]))
+    assert moved["actions"] == ["redefine %s" % LIVE, "move interface 1 of running %s to %s" % (LIVE, BRIDGE)], moved
+    assert bridges_of(live(host, LIVE)) == [BRIDGE, BRIDGE] and not moved["needs_restart"]
+    assert moved["interfaces"][1]["mac"] == plugged["interfaces"][1]["mac"]
+
+    # unplugging needs the guest's part (ACPI hot-plug in its kernel)
+    shrunk = module(host, tmp_path, dict(args, disks=[]))
+    assert shrunk["actions"] == ["redefine %s" % LIVE, "detach disk 0 from running %s" % LIVE,
+                                 "detach interface 1 from running %s" % LIVE], shrunk
+    assert bridges_of(inactive(host, LIVE)) == [BRIDGE] and disks_of(inactive(host, LIVE)) == []
+    assert not shrunk["needs_restart"], shrunk
+    assert bridges_of(live(host, LIVE)) == [BRIDGE] and disks_of(live(host, LIVE)) == []
+
+    # what libvirt cannot change live waits for a restart, or is restarted with apply=restart
+    cpu = module(host, tmp_path, dict(args, cpu_model="qemu64", memory=288))
+    assert cpu["needs_restart"] and cpu["actions"] == ["redefine %s" % LIVE], cpu
+    planned = module(host, tmp_path, dict(args, cpu_model="qemu64", memory=288, apply="restart"), check=True)
+    assert planned["actions"] == ["turn off %s" % LIVE, "start %s" % LIVE] and not planned["needs_restart"], planned
+    restarted = module(host, tmp_path, dict(args, cpu_model="qemu64", memory=288, apply="restart"))
+    assert restarted["actions"] == planned["actions"] and not restarted["needs_restart"], restarted
+    assert live(host, LIVE).find("cpu/model").text == "qemu64"
+    assert not module(host, tmp_path, dict(args, cpu_model="qemu64", memory=288, apply="restart"))["changed"]
+
+
+@pytest.mark.parametrize("model, message", [("host-passthrough", "not supported"), ("NoSuchCPU", "not a CPU model")])
+def test_a_cpu_model_the_host_cannot_give_is_refused(host, guest, tmp_path, model, message):
+    result = module(host, tmp_path, {"name": "kvmt-bad", "virt_type": "qemu", "cpu_model": model,
+                                     "kernel": guest["kernel"]})
+    assert result.get("failed") and result["parameter"] == "cpu_model" and message in result["msg"], result
+    assert "kvmt-bad" not in defined(host)
+
+
+NVRAM_XML = """<domain type='qemu'>
+  <name>%(name)s</name>
+  <memory unit='MiB'>128</memory>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <loader readonly='yes' type='pflash'>%(home)s/code.fd</loader>
+    <nvram>%(home)s/%(name)s-vars.fd</nvram>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='%(disk)s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+"""
+
+
+def test_absent_removes_nvram_and_with_undefine_volumes_the_disks_no_other_vm_uses(host, tmp_path):
+    home = host.guest_dir(NVRAM)
+    own, shared = home + "/own.raw", home + "/shared.raw"
+    host.run("mkdir -p {0} && truncate -s 1M {0}/code.fd {0}/{3}-vars.fd {0}/{3}-b-vars.fd {1} {2}"
+             .format(home, own, shared, NVRAM))
+    for name, disk in ((NVRAM, own), (NVRAM + "-b", shared)):
+        host.write("%s/%s.xml" % (home, name), NVRAM_XML % {"name": name, "home": home, "disk": disk})
+        virsh(host, "define", "%s/%s.xml" % (home, name))
+    # the first VM has both disks, the second one uses the shared one too
+    module(host, tmp_path, {"name": NVRAM, "disks": [{"path": own}, {"path": shared}]})
+    # without NVRAM removal libvirt refuses to undefine such a VM
+    refused = host.run("virsh undefine %s" % NVRAM, check=False)
+    assert refused.returncode != 0 and "nvram" in refused.stderr.lower(), refused.stderr
+
+    checked = module(host, tmp_path, {"name": NVRAM, "state": "absent", "undefine_volumes": True}, check=True)
+    assert checked["actions"] == ["keep %s: another VM uses it" % shared, "undefine %s" % NVRAM,
+                                  "remove volume %s" % own], checked
+    assert NVRAM in defined(host) and host.run("test -f %s" % own, check=False).returncode == 0
+    gone = module(host, tmp_path, {"name": NVRAM, "state": "absent", "undefine_volumes": True})
+    assert gone["actions"] == checked["actions"], gone
+    assert NVRAM not in defined(host)
+    assert host.run("test -e %s/%s-vars.fd || test -e %s" % (home, NVRAM, own), check=False).returncode != 0
+    assert host.run("test -f %s" % shared, check=False).returncode == 0
+
+    # without undefine_volumes the disks stay
+    kept = module(host, tmp_path, {"name": NVRAM + "-b", "state": "absent"})
+    assert kept["actions"] == ["undefine %s-b" % NVRAM] and host.run("test -f %s" % shared).returncode == 0
