@@ -531,7 +531,8 @@ class KvmInstance(HardwayModule):
             raise ModuleError("uri: cannot connect to %s: %s" % (self.params["uri"], exc), parameter="uri")
         local = local_uri(self.params["uri"])
         try:
-            Instance(conn, want, self.params, self.check_mode, self.result, host=self if local else None).converge()
+            Instance(conn, want, self.params, self.check_mode, self.result,
+                     host=self.module if local else None).converge()
         finally:
             self._diff_from_result()
             conn.close()
@@ -708,7 +709,10 @@ class Instance(object):
             self._do(action, partial(self._call, method, xml, libvirt.VIR_DOMAIN_AFFECT_LIVE), parameter)
         except ModuleError as exc:
             cause = exc.__context__
-            if not isinstance(cause, libvirt.libvirtError) or cause.get_error_code() not in LIVE_UNSUPPORTED:
+            # QEMU's "Bus 'pci.0' does not support hotplugging" (a VM without ACPI) comes as an internal error
+            unsupported = isinstance(cause, libvirt.libvirtError) and (
+                cause.get_error_code() in LIVE_UNSUPPORTED or "hotplug" in str(cause).lower())
+            if not unsupported:
                 raise
             self.actions[-1] = "%s: not possible live (%s); applied at the next restart" % (action, cause)
             return False
