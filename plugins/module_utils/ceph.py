@@ -42,6 +42,15 @@ def ceph_argument_spec(**spec):
     return merged
 
 
+def client_name(parameter, value):
+    """A Ceph client's name without ``client.`` (admin, hypervisor)."""
+    user = value[len("client."):] if isinstance(value, str) and value.startswith("client.") else value
+    if not isinstance(user, str) or not USER.match(user):
+        raise ParameterError(parameter, "%r is not a Ceph client name (e.g. admin or hypervisor for client.hypervisor)"
+                             % (value,))
+    return user
+
+
 def connection_options(params):
     """The checked connection options: conf, keyring, user (without ``client.``), cluster, timeout."""
     conf, keyring = params["conf"], params.get("keyring")
@@ -49,12 +58,7 @@ def connection_options(params):
         raise ParameterError("conf", "%s does not exist (the cluster's ceph.conf, with its mon_host)" % conf)
     if keyring is not None and not os.path.isfile(keyring):
         raise ParameterError("keyring", "%s does not exist" % keyring)
-    user = params.get("user") or "admin"
-    if user.startswith("client."):
-        user = user[len("client."):]
-    if not USER.match(user):
-        raise ParameterError("user", "%r is not a Ceph client name (e.g. admin or hypervisor for client.hypervisor)"
-                             % (params.get("user"),))
+    user = client_name("user", params.get("user") or "admin")
     cluster = params.get("cluster") or "ceph"
     if not USER.match(cluster):
         raise ParameterError("cluster", "%r is not a cluster name" % (cluster,))

@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 
 from ansible_collections.hardway.cloud.plugins.module_utils.addressing import MAC, eui64_address
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import client_name
 from ansible_collections.hardway.cloud.plugins.module_utils.units import parse_size
 
 # the collection's namespace for the domain's <metadata>; version 1 holds JSON
@@ -100,7 +101,7 @@ def _positive_int(parameter, value):
     return value
 
 
-def _disk(where, item, bus_counts, ceph=None):
+def _disk(where, item, bus_counts, ceph):
     """One checked disk; ``where`` names it in messages (disks[1], seed)."""
     if not isinstance(item, dict):
         raise ParameterError(where, "must be a dict with a path or rbd")
@@ -118,7 +119,6 @@ def _disk(where, item, bus_counts, ceph=None):
         rbd = _rbd(where + ".rbd", rbd)
         if disk_format != "raw":
             raise ParameterError(where + ".format", "an RBD image is attached as raw (got %s)" % disk_format)
-        ceph = ceph or ceph_options({})
         auth, monitors = ceph["auth"], ceph["monitors"]
     bus = item.get("bus") or "virtio"
     if bus not in DISK_BUSES:
@@ -174,11 +174,7 @@ def ceph_options(value):
     the host's ceph.conf)."""
     if not isinstance(value, dict):
         raise ParameterError("ceph", "must be a dict")
-    user = value.get("user") or "hypervisor"
-    if user.startswith("client."):
-        user = user[len("client."):]
-    if not RBD_NAME.match(user):
-        raise ParameterError("ceph.user", "%r is not a Ceph client name" % (value.get("user"),))
+    user = client_name("ceph.user", value.get("user") or "hypervisor")
     secret = value.get("secret") or "client.%s secret" % user
     if not isinstance(secret, str) or any(ord(char) < 32 for char in secret):
         raise ParameterError("ceph.secret", "%r is not a libvirt secret's UUID or usage name" % (secret,))

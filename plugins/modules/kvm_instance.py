@@ -423,6 +423,7 @@ from ansible_collections.hardway.cloud.plugins.module_utils import libvirt_domai
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Cluster, connection_options
+from ansible_collections.hardway.cloud.plugins.module_utils.config_file import ConfigFile
 
 try:
     import libvirt
@@ -730,18 +731,14 @@ class Instance(object):
         rc, _out, err = self.host.run_command(argv)
         if rc != 0:
             raise ModuleError("port security %s of %s (%s) failed: %s" % (action, tap, mac, err.strip()))
-        record = os.path.join(PORT_RECORDS, self.domain.UUIDString().lower())
-        lines = []
-        if os.path.exists(record):
-            with open(record, encoding="ascii") as remembered:
-                lines = [line for line in remembered.read().splitlines() if line.split() != [tap, mac]]
-        if action == "allow":
-            lines.append("%s %s" % (tap, mac))
         if not os.path.isdir(PORT_RECORDS):
             os.makedirs(PORT_RECORDS, mode=0o700)
-        with open(record + ".tmp", "w", encoding="ascii") as remembered:
-            remembered.write("".join(line + "\n" for line in lines))
-        os.replace(record + ".tmp", record)
+        record = ConfigFile(os.path.join(PORT_RECORDS, self.domain.UUIDString().lower()), mode=0o600)
+        with record.locked():
+            lines = [line for line in (record.read() or "").splitlines() if line.split() != [tap, mac]]
+            if action == "allow":
+                lines.append("%s %s" % (tap, mac))
+            record.write("".join(line + "\n" for line in lines))
 
     def _restart_needed(self, after):
         """Whether the VM runs with a configuration other than ``after`` that
