@@ -16,13 +16,13 @@ PY := .venv/bin/python
 LAB ?= cloud
 LAB_SPEC ?= lab/topologies/cloud.yml
 
-.PHONY: help setup lab lab-down test lint sanity units integration molecule build bench clean
+.PHONY: help setup lab lab-down test lint sanity units integration e2e molecule build bench clean
 
 help:
 	@echo "make lab        build the all-in-one lab cloud (sets everything up first)"
 	@echo "make test       set up and run every test tier"
 	@echo "make lab-down   remove the lab"
-	@echo "building blocks: setup lint sanity units integration molecule build bench"
+	@echo "building blocks: setup lint sanity units integration e2e molecule build bench"
 
 setup:
 	@scripts/setup.sh
@@ -31,13 +31,15 @@ LAB_INVENTORY = $(HARDWAY_CACHE)/labs/$(LAB)/inventory.yml
 
 lab: setup
 	$(PY) -m labhosts up --spec $(LAB_SPEC) --lab $(LAB)
+	$(PY) -m labhosts image tenant >/dev/null
 	ansible-playbook -i $(LAB_INVENTORY) -i inventories/lab playbooks/site.yml
 	$(PY) -m labhosts summary $(LAB)
+	$(PY) -m labhosts check $(LAB)
 
 lab-down: setup
 	$(PY) -m labhosts down $(LAB)
 
-test: setup lint sanity units build integration molecule
+test: setup lint sanity units build integration e2e molecule
 	@echo "make test: every tier passed"
 
 lint: setup
@@ -54,6 +56,9 @@ build: setup
 
 integration: setup
 	pytest -q tests/integration
+
+e2e: setup
+	pytest -q tests/e2e
 
 molecule: setup
 	scripts/molecule.sh

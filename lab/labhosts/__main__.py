@@ -1,4 +1,4 @@
-"""Command line: python -m labhosts {up,down,status,summary,ssh,image} ..."""
+"""Command line: python -m labhosts {up,down,status,summary,check,ssh,image} ..."""
 
 import argparse
 import json
@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from . import images, lab
+from . import cloud, images, lab
 from .errors import LabError
 from .topology import parse
 
@@ -62,6 +62,9 @@ def main(argv=None):
     p_ssh.add_argument("lab")
     p_ssh.add_argument("host")
     p_ssh.add_argument("command", nargs=argparse.REMAINDER)
+    p_check = sub.add_parser("check", help="prove the lab cloud works end to end and print its summary")
+    p_check.add_argument("lab")
+    p_check.add_argument("--timeout", type=int, default=1200, help="seconds to wait for the instances to answer")
     p_image = sub.add_parser("image", help="build a guest image if it is not cached; print its paths as JSON")
     p_image.add_argument("name", choices=sorted(images.IMAGES))
     args = parser.parse_args(argv)
@@ -75,6 +78,9 @@ def main(argv=None):
             print(json.dumps(lab.load_state(args.lab) if args.lab else lab.labs(), indent=2))
         elif args.cmd == "summary":
             print(summary(lab.load_state(args.lab)))
+        elif args.cmd == "check":
+            state = lab.load_state(args.lab)
+            print(cloud.summary(state, cloud.check(state, timeout=args.timeout)))
         elif args.cmd == "ssh":
             state = lab.load_state(args.lab)
             os.execvp("ssh", ["ssh", "-F", state["ssh_config"], args.host] + args.command)

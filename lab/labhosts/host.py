@@ -7,6 +7,7 @@ import socket
 from . import cgroups
 from .errors import LabError
 from .system import children, comm, run, wait_for
+from .topology import IPV4_PREFIX
 
 NSENTER = ["nsenter", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup"]
 
@@ -46,8 +47,8 @@ def prepare(root, topo, host, controller_pubkey, relay_names):
     # the underlay as systemd-networkd would manage it on a real host; inert
     # until a role starts networkd (the network role does, to persist VXLANs)
     _write(os.path.join(root, "etc/systemd/network/10-lab-underlay.network"),
-           "[Match]\nName=eth0\n\n[Network]\nAddress=%s/%d\nIPv6AcceptRA=no\nKeepConfiguration=yes\n"
-           % (host.address, topo.prefix.prefixlen))
+           "[Match]\nName=eth0\n\n[Network]\nAddress=%s/%d\nAddress=%s/%d\nIPv6AcceptRA=no\nKeepConfiguration=yes\n"
+           % (host.address, topo.prefix.prefixlen, host.ipv4_address, IPV4_PREFIX.prefixlen))
     key = os.path.join(root, "etc/ssh/ssh_host_ed25519_key")
     if not os.path.exists(key):
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + host.name, "-f", key])

@@ -347,4 +347,12 @@ def ensure(name, cache_dir, log=print):
     """The image called name (one of IMAGES), built first if needed."""
     if name not in IMAGES:
         raise LabError("unknown image %s (known: %s)" % (name, ", ".join(sorted(IMAGES))))
-    return IMAGES[name](cache_dir, log=log)
+    image = IMAGES[name](cache_dir, log=log)
+    # <cache>/images/NAME points at the current build: a stable path for
+    # inventories (the lab's hardway_images) that the build key cannot give
+    link = os.path.join(images_dir(cache_dir), name)
+    if os.path.realpath(link) != os.path.realpath(image["dir"]):
+        tmp = "%s.link-%d" % (link, os.getpid())
+        os.symlink(os.path.basename(image["dir"]), tmp)
+        os.replace(tmp, link)
+    return image

@@ -41,6 +41,8 @@ def _running(topo):
         return None
     if state.get("spec") != topo.spec():  # includes states of older harness versions
         return None
+    if any("ipv4_address" not in h for h in state["hosts"]):  # made before hosts had IPv4
+        return None
     pids = [state["relay_pid"]] + [p for h in state["hosts"] for p in (h["nspawn_pid"], h["leader_pid"])]
     return state if all(alive(p) for p in pids) else None
 
@@ -107,7 +109,8 @@ def _write_state(topo, sdir, root_tree, hostkeys, procs, leaders, relay_pid):
             "ansible_ssh_private_key_file": key,
             "ansible_ssh_common_args": ssh_args,
         },
-        "hosts": {m.name: {"ansible_host": str(m.address)} for m in topo.hosts},
+        "hosts": {m.name: {"ansible_host": str(m.address), "lab_ipv4_address": str(m.ipv4_address)}
+                  for m in topo.hosts},
         "children": {g: {"hosts": {h: None for h in members}} for g, members in topo.groups().items()},
     }}
     with open(os.path.join(sdir, "inventory.yml"), "w", encoding="utf-8") as out:

@@ -4,6 +4,7 @@ one link to the controller, and the apt relay on the controller's address."""
 import os
 
 from .system import run
+from .topology import IPV4_PREFIX
 
 BRIDGE = "fabric0"
 
@@ -54,6 +55,8 @@ def create_host_link(topo, host):
     run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
     run(["ip", "-n", host.netns, "addr", "add", "%s/%d" % (host.address, topo.prefix.prefixlen),
          "dev", "eth0", "nodad"])
+    run(["ip", "-n", host.netns, "addr", "add", "%s/%d" % (host.ipv4_address, IPV4_PREFIX.prefixlen),
+         "dev", "eth0"])
 
 
 def delete_netns(names):

@@ -13,6 +13,10 @@ DEVICES = {"kvm": "/dev/kvm", "tun": "/dev/net/tun"}
 RESERVED_HOSTS = {"fabric", "controller"}
 # Host addresses start here, so ::1 (the controller) and a few others stay free.
 FIRST_HOST_SUFFIX = 0x10
+# The lab's outside IPv4 network, between its hosts only (the controller has
+# no IPv4 address in it, so labs side by side never meet): a documentation
+# range (TEST-NET-2), where the client reaches the edge's IPv4 frontends.
+IPV4_PREFIX = ipaddress.IPv4Network("198.51.100.0/24")
 
 
 def ula_prefix(lab):
@@ -50,6 +54,7 @@ class Host:
         self.groups = list(groups)
         self.devices = list(devices)
         self.address = ula_prefix(lab)[FIRST_HOST_SUFFIX + index]
+        self.ipv4_address = IPV4_PREFIX[FIRST_HOST_SUFFIX + index]
         self.netns = netns_name(lab, name)
         # the host's end of its link, seen from the fabric namespace
         self.fabric_port = "p%d" % index
@@ -66,6 +71,7 @@ class Host:
             "groups": self.groups,
             "devices": self.devices,
             "address": str(self.address),
+            "ipv4_address": str(self.ipv4_address),
             "netns": self.netns,
         }
 

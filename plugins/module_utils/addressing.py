@@ -9,10 +9,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
 import re
 
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+# the derived MACs: this first octet (locally administered, unicast), then
+# five octets of SHA-256 over "NAME/INDEX"
+MAC_FIRST_OCTET = 0x02
 
 
 def prefix_address(prefix, index=1, with_prefixlen=False):
@@ -33,3 +37,10 @@ def eui64_address(prefix, mac):
     octets[0] ^= 0x02  # the universal/local bit is inverted in modified EUI-64
     interface_id = int.from_bytes(bytes(octets[:3] + [0xFF, 0xFE] + octets[3:]), "big")
     return str(network[interface_id])
+
+
+def derived_mac(name, index):
+    """The MAC of NIC ``index`` of instance ``name`` when none is given: the
+    same on every run and every host, locally administered and unicast."""
+    digest = hashlib.sha256(("%s/%d" % (name, index)).encode("utf-8")).digest()
+    return ":".join("%02x" % octet for octet in bytearray([MAC_FIRST_OCTET]) + bytearray(digest[:5]))

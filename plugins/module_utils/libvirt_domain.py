@@ -13,12 +13,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import hashlib
 import json
 import re
 from xml.etree import ElementTree
 
-from ansible_collections.hardway.cloud.plugins.module_utils.addressing import MAC, eui64_address
+from ansible_collections.hardway.cloud.plugins.module_utils.addressing import MAC, derived_mac, eui64_address  # noqa: F401
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import client_name
 from ansible_collections.hardway.cloud.plugins.module_utils.units import parse_size
@@ -33,9 +32,6 @@ DISK_FORMATS = ("raw", "qcow2")
 DISK_BUSES = ("virtio", "sata", "scsi")
 # what a new instance gets for what the parameters leave out
 DEFAULTS = {"type": "kvm", "vcpus": 1, "memory": 512}
-# the derived MACs: this first octet (locally administered, unicast), then
-# five octets of SHA-256 over "NAME/INDEX"
-MAC_FIRST_OCTET = 0x02
 # the keys of the owned part, in the order the diff shows them
 OWNED = ("name", "type", "vcpus", "memory", "cpu_model", "kernel", "initrd", "cmdline", "disks", "interfaces", "serial_log",
          "metadata")
@@ -69,13 +65,6 @@ def parse_memory(value, parameter="memory"):
     if mib <= 0:
         raise ParameterError(parameter, "%r: memory must be more than 0 MiB" % (value,))
     return mib
-
-
-def derived_mac(name, index):
-    """The MAC of NIC ``index`` of instance ``name`` when none is given: the
-    same on every run and every host, locally administered and unicast."""
-    digest = hashlib.sha256(("%s/%d" % (name, index)).encode("utf-8")).digest()
-    return ":".join("%02x" % octet for octet in bytearray([MAC_FIRST_OCTET]) + bytearray(digest[:5]))
 
 
 def check_mac(parameter, value):

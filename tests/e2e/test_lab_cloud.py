@@ -1,0 +1,112 @@
+"""`make lab` end to end: the lab cloud built by site.yml from nothing, its
+instances answering on the edge's frontend, read back by the `cluster`
+inventory and reached through it; a second run changes nothing; an instance
+set to absent goes, and only it.
+
+One lab for the module, in the order a user would go; each test needs the
+ones before it.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from labhosts import cloud, images, lab
+from labhosts.topology import parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SPEC = os.path.join(ROOT, "lab", "topologies", "cloud.yml")
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def playbook(state, name, *extra):
+    proc = subprocess.run(["ansible-playbook", "-i", state["inventory"], "-i", os.path.join(ROOT, "inventories", "lab"),
+                           os.path.join(ROOT, "playbooks", name)] + list(extra),
+                          capture_output=True, text=True, timeout=3600, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    recap = dict((m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
+                               "failed": int(m.group(5))}) for m in RECAP.finditer(proc.stdout))
+    return recap, proc.stdout
+
+
+def ssh(state, host, command):
+    proc = subprocess.run(["ssh", "-F", state["ssh_config"], "-o", "BatchMode=yes", host, command],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def domains(state, host):
+    return set(ssh(state, host, "virsh -q list --all --name").split())
+
+
+@pytest.fixture(scope="module")
+def built(lab_name):
+    with open(SPEC, encoding="utf-8") as src:
+        spec = yaml.safe_load(src)
+    topo = parse(dict(spec, lab=lab_name))
+    try:
+        state = lab.up(topo, fresh=True, log=lambda _msg: None)
+        images.ensure("tenant", lab.cache_dir(), log=lambda _msg: None)
+        recap, output = playbook(state, "site.yml")
+        yield {"state": state, "recap": recap, "output": output}
+    finally:
+        lab.down(lab_name, log=lambda _msg: None)
+
+
+def test_the_cloud_is_built_and_its_instances_answer_on_the_edge_frontend(built):
+    state = built["state"]
+    assert set(built["recap"]) == {"hv1", "hv2", "stor1", "edge1", "client"}
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in built["recap"].values()), built["recap"]
+    seen = cloud.check(state, log=lambda _msg: None)
+    built["seen"] = seen
+    # round robin over both instances, each page carrying its own hostname
+    assert sorted(set(seen["bodies"])) == ["hello from web1", "hello from web2"]
+    assert seen["bodies"].count("hello from web1") == seen["bodies"].count("hello from web2")
+    found = seen["instances"]
+    assert sorted(found) == ["web1", "web2"]
+    # placed on different hypervisors by memory, both on net100 at their derived addresses
+    assert {found["web1"]["hardway_hypervisor"], found["web2"]["hardway_hypervisor"]} == {"hv1", "hv2"}
+    frontend = ssh(state, "edge1", "cat /etc/haproxy/conf.d/*web*.cfg")
+    for name, hostvars in found.items():
+        assert hostvars["ansible_host"].startswith("2001:db8:100:0:")
+        assert hostvars["hardway_tenant"] == "demo" and hostvars["hardway_state"] == "running"
+        assert hostvars["ansible_host"] in frontend  # the backend is the derived address
+        assert name in domains(state, hostvars["hardway_hypervisor"])
+    for group in ("tenant_demo", "network_net100", "hypervisor_hv1", "hypervisor_hv2", "state_running"):
+        assert "@" + group in seen["graph"]
+
+
+def test_a_second_run_changes_nothing(built):
+    recap, output = playbook(built["state"], "site.yml")
+    changed = dict((host, r["changed"]) for host, r in recap.items() if r["changed"])
+    assert not changed, "changed on a second run: %s\n%s" % (changed, output[-6000:])
+
+
+def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path):
+    state = built["state"]
+    before = cloud.instances(cloud.cluster_config(state))
+    web2_host = before["web2"]["hardway_hypervisor"]
+    web1_uuid = before["web1"]["hardway_uuid"]
+    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
+    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+    extra = tmp_path / "absent.json"
+    extra.write_text(json.dumps({"hardway_instances": instances}))
+    recap, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
+    assert recap[web2_host]["changed"] > 0 and recap["edge1"]["changed"] > 0, output[-4000:]
+    other = "hv1" if web2_host == "hv2" else "hv2"
+    assert recap[other]["changed"] == 0, output[-4000:]
+    assert "web2" not in domains(state, web2_host)
+    volumes = ssh(state, web2_host, "rbd --id hypervisor ls vms").split()
+    assert "web2-seed" not in volumes and "web2-root" in volumes  # the root only goes when asked
+    after = cloud.instances(cloud.cluster_config(state))
+    assert sorted(after) == ["web1"] and after["web1"]["hardway_uuid"] == web1_uuid
+    assert after["web1"]["hardway_state"] == "running"
+    config = ssh(state, "edge1", "cat /etc/haproxy/conf.d/*web*.cfg")
+    assert before["web1"]["ansible_host"] in config and before["web2"]["ansible_host"] not in config
+    again, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
+    assert not any(r["changed"] for r in again.values()), output[-4000:]
