@@ -70,14 +70,27 @@ def cluster_config(state):
 def _ansible(args, timeout=300):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode:
-        raise LabError("%s failed (rc %d): %s" % (" ".join(args[:3]), proc.returncode,
-                                                   (proc.stdout + proc.stderr).strip()[-3000:]))
+        output = (proc.stdout + proc.stderr).strip()[-3000:]
+        raise LabError("%s failed (rc %d): %s" % (" ".join(args[:3]), proc.returncode, output))
     return proc.stdout
+
+
+def _plain(value):
+    """ansible-inventory's JSON with the marks of untrusted (unsafe) values
+    ({"__ansible_unsafe": "text"}, which the plugin sets on everything the
+    hypervisors said) taken off."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return dict((key, _plain(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def instances(config):
     """name -> hostvars of every instance the cluster inventory lists."""
-    listing = json.loads(_ansible(["ansible-inventory", "-i", config, "--list"]))
+    listing = _plain(json.loads(_ansible(["ansible-inventory", "-i", config, "--list"])))
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     return dict((name, hostvars.get(name, {})) for name in listing.get("hardway_instances", {}).get("hosts", []))
 
@@ -104,7 +117,7 @@ def check(state, log=print, timeout=1200):
     edge = _group_host(state, "edge")
     url = "http://%s:%d/" % (edge["ipv4_address"], FRONTEND_PORT)
     found = instances(config)
-    running = sorted(name for name, hv in found.items() if hv.get("hardway_state") == "running")
+    running = sorted(name for name, hv in found.items() if hv.get("hardway_vm_state") == "running")
     if len(running) < 2:
         raise LabError("the cluster inventory lists %d running instances (%s), not at least two"
                        % (len(running), ", ".join(running) or "none"))
@@ -136,10 +149,10 @@ def check(state, log=print, timeout=1200):
 def summary(state, seen):
     rows = [("instance", "hypervisor", "state", "address")]
     for name, hostvars in sorted(seen["instances"].items()):
-        rows.append((name, str(hostvars.get("hardway_hypervisor")), str(hostvars.get("hardway_state")),
+        rows.append((name, str(hostvars.get("hardway_vm_hypervisor")), str(hostvars.get("hardway_vm_state")),
                      str(hostvars.get("ansible_host"))))
     width = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["", "the lab cloud %s works:" % state["lab"], ""]
+    lines = ["", "lab %s: the cloud works end to end" % state["lab"], ""]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, width)).rstrip() for row in rows]
     lines += ["", "frontend:    %s (the lab's outside network: ask it from the client host)" % seen["url"],
               "answers:     %s" % "; ".join(sorted(set(seen["bodies"]))),

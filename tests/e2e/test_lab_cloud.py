@@ -70,13 +70,13 @@ def test_the_cloud_is_built_and_its_instances_answer_on_the_edge_frontend(built)
     found = seen["instances"]
     assert sorted(found) == ["web1", "web2"]
     # placed on different hypervisors by memory, both on net100 at their derived addresses
-    assert {found["web1"]["hardway_hypervisor"], found["web2"]["hardway_hypervisor"]} == {"hv1", "hv2"}
+    assert {found["web1"]["hardway_vm_hypervisor"], found["web2"]["hardway_vm_hypervisor"]} == {"hv1", "hv2"}
     frontend = ssh(state, "edge1", "cat /etc/haproxy/conf.d/*web*.cfg")
     for name, hostvars in found.items():
         assert hostvars["ansible_host"].startswith("2001:db8:100:0:")
-        assert hostvars["hardway_tenant"] == "demo" and hostvars["hardway_state"] == "running"
+        assert hostvars["hardway_vm_tenant"] == "demo" and hostvars["hardway_vm_state"] == "running"
         assert hostvars["ansible_host"] in frontend  # the backend is the derived address
-        assert name in domains(state, hostvars["hardway_hypervisor"])
+        assert name in domains(state, hostvars["hardway_vm_hypervisor"])
     for group in ("tenant_demo", "network_net100", "hypervisor_hv1", "hypervisor_hv2", "state_running"):
         assert "@" + group in seen["graph"]
 
@@ -90,8 +90,8 @@ def test_a_second_run_changes_nothing(built):
 def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path):
     state = built["state"]
     before = cloud.instances(cloud.cluster_config(state))
-    web2_host = before["web2"]["hardway_hypervisor"]
-    web1_uuid = before["web1"]["hardway_uuid"]
+    web2_host = before["web2"]["hardway_vm_hypervisor"]
+    web1_uuid = before["web1"]["hardway_vm_uuid"]
     data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
     instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
     extra = tmp_path / "absent.json"
@@ -104,8 +104,8 @@ def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path
     volumes = ssh(state, web2_host, "rbd --id hypervisor ls vms").split()
     assert "web2-seed" not in volumes and "web2-root" in volumes  # the root only goes when asked
     after = cloud.instances(cloud.cluster_config(state))
-    assert sorted(after) == ["web1"] and after["web1"]["hardway_uuid"] == web1_uuid
-    assert after["web1"]["hardway_state"] == "running"
+    assert sorted(after) == ["web1"] and after["web1"]["hardway_vm_uuid"] == web1_uuid
+    assert after["web1"]["hardway_vm_state"] == "running"
     config = ssh(state, "edge1", "cat /etc/haproxy/conf.d/*web*.cfg")
     assert before["web1"]["ansible_host"] in config and before["web2"]["ansible_host"] not in config
     again, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
