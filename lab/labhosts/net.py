@@ -55,8 +55,11 @@ def create_host_link(topo, host):
     run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
     run(["ip", "-n", host.netns, "addr", "add", "%s/%d" % (host.address, topo.prefix.prefixlen),
          "dev", "eth0", "nodad"])
+    # with its broadcast address, exactly as systemd-networkd makes it from
+    # the host's underlay file: networkd fails a link ("Numerical result out
+    # of range") rather than update an address that differs from its own
     run(["ip", "-n", host.netns, "addr", "add", "%s/%d" % (host.ipv4_address, IPV4_PREFIX.prefixlen),
-         "dev", "eth0"])
+         "broadcast", "+", "dev", "eth0"])
 
 
 def delete_netns(names):
