@@ -3,11 +3,12 @@
 import os
 import secrets
 import socket
+import stat
 
 from . import cgroups
 from .errors import LabError
 from .system import children, comm, run, wait_for
-from .topology import IPV4_PREFIX
+from .topology import DEVICES, IPV4_PREFIX
 
 NSENTER = ["nsenter", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup"]
 
@@ -64,10 +65,31 @@ def start(root, topo, host, log_path):
             "--register=no", "--keep-unit", "--capability=all", "--console=pipe",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "--network-namespace-path=/run/netns/" + host.netns]
-    args += ["--bind=" + dev for dev in host.device_paths]
+    args += ["--bind=" + bind for bind in device_binds(root, host)]
     # writable /proc/sys/net: roles set sysctls of the host's network stack
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     return cgroups.spawn(host.cgroup, args, log_path, env=env)
+
+
+def device_binds(root, host):
+    """The --bind arguments of the host's devices. /dev/kvm gets a node of
+    its own next to the host's root, mode 0666 as systemd's udev rules make
+    it: the machine's node may be root's alone, and while QEMU's user cannot
+    open /dev/kvm, libvirt probes QEMU's capabilities again on every domain
+    definition (seconds each), even for TCG domains. (The host's kvm group
+    appears only when its packages are installed, after boot.)"""
+    binds = []
+    for path in host.device_paths:
+        if path != DEVICES["kvm"]:
+            binds.append(path)
+            continue
+        node = os.path.join(os.path.dirname(root), "dev-kvm")
+        if os.path.lexists(node):
+            os.unlink(node)
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.stat(path).st_rdev)
+        os.chmod(node, 0o666)
+        binds.append("%s:%s" % (node, path))
+    return binds
 
 
 def leader(reaper, nspawn_pid, timeout=30):
