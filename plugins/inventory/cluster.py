@@ -202,13 +202,20 @@ def query(uri, name):
                     raise
     finally:
         conn.close()
-    records, warnings = cluster_state.instances(name, domains)
-    return name, wrap_var(records), warnings
+    # the records are plain values made from libvirt's answers, none of them
+    # trusted as a template (and set_variable keeps them so: trusted_by_default
+    # below); the hypervisor's name may come from the configuration, whose
+    # strings are trusted: it is marked unsafe here
+    records, warnings = cluster_state.instances(wrap_var(name), domains)
+    return name, records, warnings
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     NAME = "hardway.cloud.cluster"
+    # Ansible stores what the plugin sets as not trusted as a template (unsafe):
+    # the records rely on it instead of being copied through wrap_var
+    trusted_by_default = False
 
     def verify_file(self, path):
         return super(InventoryModule, self).verify_file(path) and path.endswith(("cluster.yml", "cluster.yaml"))
@@ -315,12 +322,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         compose, groups, keyed_groups = self.get_option("compose"), self.get_option("groups"), \
             self.get_option("keyed_groups")
         self.inventory.add_group(cluster_state.INSTANCES_GROUP)
+        added = {}  # group name: the inventory's (sanitized) group, added once
         for record in records:
             host = self.inventory.add_host(record["name"])
             for key, value in cluster_state.hostvars(record).items():
                 self.inventory.set_variable(host, key, value)
-            for group in cluster_state.groups(record):
-                group = self.inventory.add_group(self._sanitize_group_name(group))
+            for name in cluster_state.groups(record):
+                group = added.get(name)
+                if group is None:
+                    group = added[name] = self.inventory.add_group(self._sanitize_group_name(name))
                 self.inventory.add_child(group, host)
             if compose or groups or keyed_groups:
                 variables = self.inventory.get_host(host).get_vars()

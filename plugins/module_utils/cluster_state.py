@@ -15,7 +15,6 @@ __metaclass__ = type
 import json
 import re
 from xml.etree import ElementTree
-from xml.sax.saxutils import unescape
 
 from ansible_collections.hardway.cloud.plugins.module_utils.addressing import eui64_address
 from ansible_collections.hardway.cloud.plugins.module_utils.libvirt_domain import METADATA_NS, owned
@@ -45,6 +44,10 @@ METADATA_KEYS = ("version", "tenant", "instance", "flavor", "image", "networks")
 # libvirt writes the domain's name and uuid first, before any metadata
 _NAME = re.compile(r"<name>([^<]*)</name>")
 _UUID = re.compile(r"<uuid>([0-9a-fA-F-]+)</uuid>")
+# the references libvirt writes in text (xml.sax.saxutils would cost the
+# inventory the import of urllib.request, for a name in a message)
+_REFERENCE = re.compile(r"&(lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);")
+_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
 class DomainError(ValueError):
@@ -136,10 +139,22 @@ def _networks(metadata, problems):
     return found
 
 
+def _unescape(text):
+    def character(match):
+        reference = match.group(1)
+        if not reference.startswith("#"):
+            return _ENTITIES[reference]
+        try:
+            return chr(int(reference[2:], 16) if reference.startswith("#x") else int(reference[1:]))
+        except (ValueError, OverflowError):
+            return match.group(0)  # no character: left as written
+    return _REFERENCE.sub(character, text)
+
+
 def domain_name(xml):
     """The name of a domain from its XML text, without parsing it (for messages)."""
     match = _NAME.search(xml)
-    return unescape(match.group(1)) if match else "?"
+    return _unescape(match.group(1)) if match else "?"
 
 
 def instance(xml, state=None):

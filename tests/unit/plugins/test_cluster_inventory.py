@@ -1,7 +1,8 @@
 """The cluster inventory plugin against libvirt's test driver: every
-hypervisor is a test:///FILE.xml URI whose node file (written here) holds the
-domains, with the collection's metadata as kvm_instance writes it and the
-states the test driver's runstate element gives them."""
+hypervisor is a test:///FILE.xml URI whose node file (written here, see
+labhosts.testdriver) holds the domains, with the collection's metadata as
+kvm_instance writes it and the states the test driver's runstate element gives
+them."""
 
 import importlib
 import json
@@ -10,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from xml.sax.saxutils import escape
 
 import pytest
 import yaml
@@ -25,10 +25,10 @@ from ansible.plugins.loader import init_plugin_loader, inventory_loader  # noqa:
 from ansible.template import Templar, is_trusted_as_template, trust_as_template  # noqa: E402
 from ansible.utils.collection_loader import AnsibleCollectionConfig  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
+from labhosts.testdriver import PAUSED, SHUTOFF, domain, node, tenant_vm  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
-RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
 
 def collection_loader():
@@ -52,50 +52,6 @@ def warnings(monkeypatch):
     found = []
     monkeypatch.setattr(Display, "warning", lambda self, msg, *args, **kwargs: found.append(msg))
     return found
-
-
-def domain(name, metadata=None, nics=(), disks=(), state=RUNNING, raw=None, vcpus=1, memory=512, uuid=None):
-    """A <domain type='test'> of a node file. ``nics``: (bridge, mac);
-    ``disks``: ("rbd"|"file", source, readonly)."""
-    lines = ["<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>",
-             "  <name>%s</name>" % escape(name)]
-    if uuid:
-        lines.append("  <uuid>%s</uuid>" % uuid)
-    if metadata is not None or raw is not None:
-        text = raw if raw is not None else json.dumps(metadata, sort_keys=True)
-        lines.append("  <metadata><hardway:instance xmlns:hardway='https://hardway.cloud/xmlns/instance/1'>%s"
-                     "</hardway:instance></metadata>" % escape(text))
-    lines += ["  <memory unit='MiB'>%d</memory>" % memory, "  <vcpu>%d</vcpu>" % vcpus,
-              "  <os><type>hvm</type></os>", "  <devices>"]
-    for index, (kind, source, readonly) in enumerate(disks):
-        if kind == "rbd":
-            lines.append("    <disk type='network' device='disk'><driver name='qemu' type='raw'/>"
-                         "<source protocol='rbd' name='%s'/>" % source)
-        else:
-            lines.append("    <disk type='file' device='disk'><source file='%s'/>" % source)
-        lines.append("      <target dev='vd%s' bus='virtio'/>%s</disk>" % ("abcdefgh"[index], "<readonly/>" * readonly))
-    for bridge, mac in nics:
-        lines.append("    <interface type='bridge'><mac address='%s'/><source bridge='%s'/>"
-                     "<model type='virtio'/></interface>" % (mac, bridge))
-    lines += ["  </devices>", "  <test:runstate>%d</test:runstate>" % state, "</domain>"]
-    return "\n".join(lines)
-
-
-def node(path, *domains):
-    path.write_text("<node>\n%s\n</node>\n" % "\n".join(domains))
-    return "test:///%s" % path
-
-
-def tenant_vm(name, tenant, networks, state=RUNNING, flavor="small", image="debian12", **extra):
-    """A tenant VM as the tenant role defines it: an RBD root, an RBD seed,
-    a NIC per network with the derived MAC."""
-    macs = ["02:%02x:%02x:00:00:%02x" % (len(name), sum(map(ord, name)) % 256, index)
-            for index in range(len(networks))]
-    metadata = dict({"version": 1, "tenant": tenant, "instance": name, "flavor": flavor, "image": image,
-                     "networks": [{"name": net, "prefix": prefix} for net, prefix in networks]}, **extra)
-    return domain(name, metadata, nics=[("br-" + net, mac) for (net, _prefix), mac in zip(networks, macs)],
-                  disks=[("rbd", "vms/%s-%s" % (tenant, name), False), ("rbd", "vms/%s-%s-seed" % (tenant, name), True)],
-                  state=state, vcpus=2, memory=1024)
 
 
 NET100 = ("net100", "2001:db8:100::/64")
@@ -282,6 +238,19 @@ def test_strict_fails_on_a_bad_compose(cloud, warnings):
         plugin_parse(path)
 
 
+def strings(value):
+    """Every string in ``value``, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
 def test_values_from_hypervisors_are_unsafe(tmp_path, warnings):
     uri = node(tmp_path / "n.xml", domain("web1", {"tenant": "acme", "flavor": "{{ 6 * 7 }}",
                                                    "networks": [{"name": "{{ lookup('pipe', 'id') }}"}]},
@@ -291,6 +260,9 @@ def test_values_from_hypervisors_are_unsafe(tmp_path, warnings):
     for key in ("hardway_vm_flavor", "hardway_vm_tenant", "hardway_vm_hypervisor", "hardway_vm_state"):
         assert isinstance(hostvars[key], str) and not is_trusted_as_template(hostvars[key]), key
     assert not is_trusted_as_template(hostvars["hardway_vm_networks"][0]["name"])
+    # and every other string the plugin set, however deep
+    found = list(strings(dict((key, value) for key, value in hostvars.items() if not key.startswith("inventory_"))))
+    assert len(found) > 10 and not [text for text in found if is_trusted_as_template(text)]
     templar = Templar(loader=DataLoader(), variables=hostvars)
     assert templar.template(trust_as_template("{{ hardway_vm_flavor }}")) == "{{ 6 * 7 }}"
     assert templar.template(trust_as_template("{{ hardway_vm_networks[0].name }}")) == "{{ lookup('pipe', 'id') }}"

@@ -91,10 +91,10 @@ def test_a_tenant_vm_record():
 
 def test_records_of_a_hypervisor():
     records, warnings = logic.instances("hv1", [(libvirt_xml(), 1), (libvirt_xml(None), 1),
-                                                (libvirt_xml(raw="{x").replace("web1", "bad&amp;1"), 5)])
+                                                (libvirt_xml(raw="{x").replace("web1", "bad&amp;&lt;&#233;&#x4e2d;1"), 5)])
     assert [(record["name"], record["hypervisor"]) for record in records] == [("web1", "hv1")]
     assert "problems" not in records[0]
-    assert warnings == ["domain bad&1 on hypervisor hv1 is left out: its hardway metadata is not JSON: Expecting "
+    assert warnings == ["domain bad&<\u00e9\u4e2d1 on hypervisor hv1 is left out: its hardway metadata is not JSON: Expecting "
                         "property name enclosed in double quotes: line 1 column 2 (char 1)"]
 
 
