@@ -5,11 +5,11 @@ compare like with like on whatever machine runs it.
 """
 
 import datetime
-import functools
+import json
 import os
 import platform
+import sys
 import statistics
-import subprocess
 import tempfile
 import time
 
@@ -17,11 +17,11 @@ from labhosts import ceph as ceph_lab
 from labhosts import lab
 from labhosts.topology import parse
 
+from benchmarks import inventory, peers, tenants
 from benchmarks.rbd import bench_clones
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPEAT = 3
-TASKS = 30
 
 
 def timed(func):
@@ -49,31 +49,6 @@ def bench_lab():
             downs.append(timed(lambda: lab.down("bench", log=quiet))[0])
         rows.append((count, statistics.median(ups), statistics.median(downs)))
     return rows
-
-
-def bench_connection():
-    """A no-change playbook over SSH: project settings vs Ansible's defaults."""
-    state = lab.up(parse({"lab": "bench", "hosts": ["h0", "h1", "h2"]}), fresh=True, log=quiet)
-    tasks = "    - ansible.builtin.stat:\n        path: /etc/hostname\n" * TASKS
-    results = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            book = os.path.join(tmp, "noop.yml")
-            with open(book, "w", encoding="utf-8") as out:
-                out.write("- hosts: all\n  gather_facts: false\n  tasks:\n" + tasks)
-            variants = {
-                "project ansible.cfg (pipelining, ControlPersist)": {},
-                "Ansible defaults (no pipelining)": {"ANSIBLE_PIPELINING": "False"},
-            }
-            argv = ["ansible-playbook", "-i", state["inventory"], book]
-            for label, extra in variants.items():
-                env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), **extra)
-                play = functools.partial(subprocess.run, argv, env=env, check=True, capture_output=True)
-                play()  # warm the SSH control masters for both variants alike
-                results[label] = median_of(play)
-    finally:
-        lab.down("bench", log=quiet)
-    return results
 
 
 def bench_volumes(count=50):
@@ -118,13 +93,14 @@ def volume_lines(volumes):
     return lines
 
 
-def write(lab_rows, conn, volumes):
+def write(raw, sections):
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` on %s (%s, %d cores). Medians of %d runs; every ratio compares"
-        % (datetime.date.today().isoformat(), platform.platform(), os.cpu_count(), REPEAT),
-        "figures measured in the same run.",
+        "Written by `make bench` on %s (%s, %d cores). Every ratio compares figures measured in"
+        % (raw["date"], raw["platform"], raw["cores"]),
+        "the same run; the peers are pinned in `requirements-bench.txt`. Medians of %d runs unless a" % REPEAT,
+        "section says otherwise.",
         "",
         "## Lab hosts (rootfs cached)",
         "",
@@ -134,24 +110,12 @@ def write(lab_rows, conn, volumes):
         "| hosts | up (s) | up / floor | down (s) |",
         "| ---: | ---: | ---: | ---: |",
     ]
-    floor = lab_rows[0][1]
-    for count, up, down in lab_rows:
+    floor = raw["lab"][0][1]
+    for count, up, down in raw["lab"]:
         lines.append("| %d | %.2f | %.1fx | %.2f |" % (count, up, up / floor, down))
-    base = conn["Ansible defaults (no pipelining)"]
-    lines += [
-        "",
-        "## Connection settings",
-        "",
-        "A playbook of %d no-change tasks on 3 lab hosts over SSH (control masters warm)." % TASKS,
-        "",
-        "| settings | time (s) | vs Ansible defaults |",
-        "| --- | ---: | ---: |",
-    ]
-    for label, seconds in conn.items():
-        ratio = "baseline" if seconds == base else "%.2fx faster" % (base / seconds)
-        lines.append("| %s | %.2f | %s |" % (label, seconds, ratio))
-    lines += ["", "Recommended: the project's `ansible.cfg` (`pipelining = True`, ControlPersist)."]
-    lines += volume_lines(volumes) + [""]
+    for section in sections:
+        lines += section
+    lines.append("")
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(lines))
@@ -159,8 +123,80 @@ def write(lab_rows, conn, volumes):
     print("written: %s" % path)
 
 
+def measure():
+    """Every benchmark, in one run: the raw figures (as docs/benchmarks.json
+    keeps them), a failed section as {"error": message}."""
+    found = peers.ensure(lab.cache_dir())
+    raw = {"date": datetime.date.today().isoformat(), "platform": platform.platform(), "cores": os.cpu_count(),
+           "versions": found["versions"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        print("inventory: %s domains" % ", ".join(str(c) for c in inventory.COUNTS))
+        raw["inventory"] = attempt("Inventory", inventory.bench_inventory, tmp, found)
+        print("lab hosts")
+        raw["lab"] = bench_lab()
+        with tenants.Cloud(tmp) as cloud:
+            raw["tenants"] = attempt("Tenant provisioning", tenants.bench_tenants, cloud, found)
+            vms = tenants.instances(tenants.CONNECTION_INSTANCES, cloud.keys)
+            raw["connection"] = attempt("Connection settings", tenants.bench_connection, cloud, found, vms)
+            raw["connection_instances"] = len(vms)
+    print("volumes")
+    raw["volumes"] = attempt("Volumes (Ceph RBD)", bench_volumes)
+    return raw
+
+
+def attempt(title, func, *args):
+    """The result of one benchmark, or {"error": why} (a failed section does
+    not lose the others' figures)."""
+    try:
+        return func(*args)
+    except Exception as exc:  # pylint: disable=broad-except
+        print("%s failed: %s" % (title, exc))
+        return {"error": str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}
+
+
+def render(raw):
+    """docs/benchmarks.md and the plots from the raw figures."""
+    docs = os.path.join(ROOT, "docs")
+
+    def failed(title, value):
+        if isinstance(value, dict) and "error" in value:
+            return ["", "## " + title, "", "Failed in this run: `%s`" % value["error"]]
+        return None
+
+    sections = []
+    rows = raw["tenants"]
+    if not failed("Tenant provisioning", rows):
+        rows = dict((int(count), row) for count, row in rows.items())
+        tenants.tenant_plot(rows, os.path.join(docs, "benchmarks-tenants.png"))
+        sections.append(tenants.tenant_lines(rows) + ["", "![tenant provisioning](benchmarks-tenants.png)"])
+    else:
+        sections.append(failed("Tenant provisioning", rows))
+    inv = raw["inventory"]
+    if not failed("Inventory", inv):
+        inventory.inventory_plot(inv, os.path.join(docs, "benchmarks-inventory.png"))
+        sections.append([""] + inventory.inventory_lines(inv) + ["", "![inventory](benchmarks-inventory.png)"])
+    else:
+        sections.append(failed("Inventory", inv))
+    volumes = raw["volumes"]
+    sections.append(failed("Volumes (Ceph RBD)", volumes) or volume_lines(volumes))
+    conn = raw["connection"]
+    sections.append(failed("Connection settings", conn) or tenants.connection_lines(conn, raw["connection_instances"]))
+    write(raw, sections)
+
+
 def main():
-    write(bench_lab(), bench_connection(), bench_volumes())
+    path = os.path.join(ROOT, "docs", "benchmarks.json")
+    if sys.argv[1:] == ["--render"]:
+        # the report again from the figures of the last run (after a change of its text)
+        with open(path, encoding="utf-8") as src:
+            raw = json.load(src)
+    elif sys.argv[1:]:
+        sys.exit("usage: python -m benchmarks [--render]")
+    else:
+        raw = measure()
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(raw, out, indent=1, sort_keys=True)
+    render(raw)
 
 
 if __name__ == "__main__":
