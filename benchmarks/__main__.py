@@ -30,10 +30,6 @@ def timed(func):
     return time.monotonic() - started, result
 
 
-def median_of(func, repeat=REPEAT):
-    return statistics.median(timed(func)[0] for _run in range(repeat))
-
-
 def quiet(_msg):
     return None
 
