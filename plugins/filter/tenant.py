@@ -32,9 +32,9 @@ def _call(name, function, *args, **kwargs):
 
 
 def tenant_instances(instances, flavors=None, images=None, networks=None, pool="vms", ssh_authorized_keys=None,
-                     image_dir="/var/lib/hardway/images"):
+                     image_dir="/var/lib/hardway/images", console_dir="/var/log/libvirt/qemu"):
     return _call("tenant_instances", tenant.instances, instances, flavors, images, networks, pool=pool,
-                 ssh_authorized_keys=ssh_authorized_keys, image_dir=image_dir)
+                 ssh_authorized_keys=ssh_authorized_keys, image_dir=image_dir, console_dir=console_dir)
 
 
 def tenant_images(images, pool="vms", image_dir="/var/lib/hardway/images"):

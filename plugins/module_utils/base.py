@@ -193,6 +193,80 @@ def _refuses(spec, item, leaf):
     return any(parameter_of(message) == leaf for message in result.error_messages)
 
 
+def within(where, exc, label=None, kind=""):
+    """The ParameterError ``exc`` about an option of one entry of a batch as
+    the error of entry ``where`` (volumes[3].size), naming the entry's
+    ``label`` (its name, an image's spec) when the message does not."""
+    message = str(exc)
+    if message.startswith(exc.parameter + ": "):
+        message = message[len(exc.parameter) + 2:]
+    if label and label not in message:
+        message += " (for %s%s)" % (kind, label)
+    return ParameterError("%s.%s" % (where, exc.parameter), message)
+
+
+def entry_options(argument_spec, exclude=(), required=()):
+    """The options an entry of a batch takes: the module's own but those in
+    ``exclude``, without their defaults, so that an option an entry leaves out
+    is the top level's (which has the default); those in ``required`` are."""
+    options = {}
+    for name, option in argument_spec.items():
+        if name in exclude:
+            continue
+        option = dict(option)
+        option.pop("default", None)
+        if name in required:
+            option["required"] = True
+        options[name] = option
+    return options
+
+
+def batch_entries(module, list_key, entry_spec, key="name"):
+    """The entries of the batch option ``list_key`` as whole parameter sets, in
+    order: each entry's options over the top level's. An entry is a dict of
+    ``entry_spec``'s options, or a string: just its ``key`` (unless None). Each is checked
+    as Ansible checks options (types, choices, required, unknown keys; its
+    no_log values are hidden from the output like the top level's) and a
+    refusal names the entry's option: volumes[3].size, instances[1].disks[0].path."""
+    entries = []
+    top = dict((name, value) for name, value in module.params.items() if name != list_key)
+    for index, item in enumerate(module.params.get(list_key) or []):
+        where = "%s[%d]" % (list_key, index)
+        try:
+            entries.append((where, _batch_entry(module, top, where, item, entry_spec, key)))
+        except ParameterError as exc:
+            exc.index = index
+            raise
+    return entries
+
+
+def _batch_entry(module, top, where, item, entry_spec, key):
+    if isinstance(item, str) and key:
+        item = {key: item}
+    if not isinstance(item, dict):
+        alone = " (or just the %s)" % key if key else ""
+        raise ParameterError(where, "must be a dict of options%s, not %r" % (alone, item))
+    result = ArgumentSpecValidator(entry_spec).validate(item)
+    # the entry's secrets are hidden from the output as the top level's are
+    module.no_log_values.update(result._no_log_values)  # pylint: disable=protected-access
+    if result.unsupported_parameters:
+        found = sorted(result.unsupported_parameters, key=str)[0]
+        if isinstance(found, tuple):
+            inner = _locate(entry_spec, item, list(found[:-1]), found[-1]) or ".".join(found)
+            raise ParameterError("%s.%s" % (where, inner), "unknown option")
+        raise ParameterError("%s.%s" % (where, found), "unknown option (an entry takes: %s)"
+                             % ", ".join(sorted(entry_spec)))
+    if result.error_messages:
+        message = result.error_messages[0]
+        inner = entry_parameter(entry_spec, item, message) or parameter_of(message)
+        raise ParameterError("%s.%s" % (where, inner) if inner else where, message)
+    params = dict(top)
+    for name, value in result.validated_parameters.items():
+        if value is not None:
+            params[name] = value
+    return params
+
+
 def _value_at(params, where):
     value = params
     for part in where.replace("[", ".[").split("."):

@@ -13,7 +13,7 @@ __metaclass__ = type
 import copy
 import re
 
-from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, list_entry
+from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, list_entry, within
 from ansible_collections.hardway.cloud.plugins.module_utils.units import format_size, parse_size
 
 # librbd's feature bits (include/rbd/features.h), a stable ABI
@@ -182,17 +182,6 @@ def wanted(params):
     return want
 
 
-def within(where, exc, spec=None):
-    """The ParameterError ``exc`` about an option of one image as the error of
-    entry ``where`` of volumes (volumes[3].size), naming the image when known."""
-    message = str(exc)
-    if message.startswith(exc.parameter + ": "):
-        message = message[len(exc.parameter) + 2:]
-    if spec and spec not in message:
-        message += " (for image %s)" % spec
-    return ParameterError("%s.%s" % (where, exc.parameter), message)
-
-
 def wanted_volumes(params):
     """The wanted state of each entry of ``volumes``, in the order given. An
     option an entry leaves out (or sets to null) is the top level's, which has
@@ -216,7 +205,8 @@ def wanted_volumes(params):
             want = wanted(merged)
         except ParameterError as exc:
             named = exc.parameter not in ("pool", "namespace", "name")
-            raise within(where, exc, image_spec(merged["pool"], merged["namespace"], item["name"]) if named else None)
+            raise within(where, exc, image_spec(merged["pool"], merged["namespace"], item["name"]) if named else None,
+                         "image ")
         want["where"] = where
         if want["spec"] in seen:
             raise ParameterError("volumes", "lists image %s twice (%s and %s): give each image once"

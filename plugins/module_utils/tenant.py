@@ -193,8 +193,11 @@ def _publish(where, value, nics):
 
 
 def instances(value, flavor_data, image_data, network_data, pool="vms", ssh_authorized_keys=None,
-              image_dir="/var/lib/hardway/images"):
-    """One record per instance of hardway_instances, in the order given."""
+              image_dir="/var/lib/hardway/images", console_dir="/var/log/libvirt/qemu"):
+    """One record per instance of hardway_instances, in the order given. An
+    instance that is not absent has its entry of a cloudinit_seed batch
+    (``seed_entry``) and of a kvm_instance batch (``instance_entry``): what is
+    its own; the tenant role gives what they share."""
     if not isinstance(value, list):
         raise ParameterError("hardway_instances", "must be a list")
     known_flavors = flavors(flavor_data)
@@ -274,6 +277,17 @@ def instances(value, flavor_data, image_data, network_data, pool="vms", ssh_auth
                          "image": image["name"],
                          "networks": [{"name": nic["name"], "prefix": nic["prefix"]} for nic in nics]},
         })
+        record["seed_entry"] = {"rbd": record["seed"], "instance_id": name, "hostname": name,
+                                "user_data": user_data, "ssh_authorized_keys": keys,
+                                "network_config": record["network_config"]}
+        record["instance_entry"] = {
+            "name": name, "state": "stopped" if state == "stopped" else "running", "apply": apply,
+            "autostart": state != "stopped", "vcpus": flavor["vcpus"], "memory": flavor["memory"],
+            "kernel": boot["kernel"] if boot else None, "initrd": boot["initrd"] if boot else None,
+            "cmdline": boot["cmdline"] if boot else None,
+            "disks": [{"rbd": {"pool": pool, "image": record["root"]["name"]}}], "seed": {"rbd": record["seed"]},
+            "interfaces": record["interfaces"], "metadata": record["metadata"],
+            "serial_log": "%s/%s.console.log" % (console_dir, name)}
         records.append(record)
     return records
 

@@ -587,7 +587,7 @@ class CephRbdVolume(HardwayModule):
                 entry = self._plan(want, ioctx, current, children, batch)
             except ParameterError as exc:
                 self.result["failed_entry"] = index
-                raise logic.within(want["where"], exc, want["spec"])
+                raise logic.within(want["where"], exc, want["spec"], "image ")
             except ModuleError as exc:
                 raise ModuleError("%s (%s): %s" % (want["where"], want["spec"], exc), failed_entry=index,
                                   **exc.details)

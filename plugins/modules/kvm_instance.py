@@ -42,14 +42,29 @@ description:
     P(hardway.cloud.hypervisor#role) role's libvirt hook does the same when VMs start and stop.
   - Check mode plans and changes nothing. With C(--diff) the owned part of the definition before and after is
     returned as XML.
+  - "A batch (I(instances)) is one task and one libvirt connection for many VMs, e.g. all the VMs of a hypervisor.
+    Every entry is planned before any is changed, so bad input, a missing file, bridge or RBD image in any entry
+    fails the task naming the entry's option (C(instances[3].memory)) and nothing is changed. Then the entries
+    are converged in order; when one fails, the ones before it are done and reported in I(instances), the ones
+    after it are not touched, and I(failed_entry) says which one failed."
 author: hardway.cloud developers (!UNKNOWN)
 extends_documentation_fragment:
   - hardway.cloud.attributes
 options:
   name:
-    description: The domain's name, unique on the host.
+    description:
+      - The domain's name, unique on the host.
+      - Exactly one of I(name) and I(instances) is required.
     type: str
-    required: true
+  instances:
+    description:
+      - Many VMs in one task, instead of I(name). Each entry is a dict of the options of one VM - I(name) and any
+        of the other options but I(uri) - or just a name (a string).
+      - An option an entry leaves out (or sets to null) is the top level's, which has the default; so what the
+        VMs share (I(virt_type), I(ceph), I(shutdown_timeout), I(state=absent) to remove them) is given once.
+      - A VM may be listed once. The results (I(instances)) are in the same order. An empty list does nothing.
+    type: list
+    elements: raw
   state:
     description:
       - C(present) defines the VM and leaves it running or not as it is. C(running) defines and starts it (resumes
@@ -351,23 +366,65 @@ EXAMPLES = r"""
     name: db1
     state: absent
     undefine_volumes: true
+
+- name: All the VMs of a hypervisor in one task; what they share is given once
+  hardway.cloud.kvm_instance:
+    virt_type: kvm
+    state: running
+    autostart: true
+    ceph: {user: hypervisor}
+    instances:
+      - name: web1
+        vcpus: 2
+        memory: 2G
+        disks: [{rbd: {pool: vms, image: web1-root}}]
+        seed: {rbd: {pool: vms, image: web1-seed}}
+        interfaces: [{bridge: br100}]
+      - name: web2
+        memory: 1G
+        disks: [{rbd: {pool: vms, image: web2-root}}]
+        seed: {rbd: {pool: vms, image: web2-seed}}
+        interfaces: [{bridge: br100}]
+  register: vms
+
+- name: Remove two VMs (their disks stay)
+  hardway.cloud.kvm_instance:
+    instances: [old1, old2]
+    state: absent
 """
 
 RETURN = r"""
+instances:
+  description:
+    - One result for each entry of I(instances), in the order given - with I(name), the return values of a single
+      VM (I(changed), I(actions), I(uuid), I(state), I(needs_restart), I(autostart), I(interfaces), I(xml)). When
+      an entry fails, the entries before it, and the failed one as far as it got (with I(failed) and I(msg)).
+    - With I(instances), the top-level I(changed) and I(needs_restart) are true when they are for any entry, and
+      the single VM's other return values are not returned.
+  returned: with I(instances)
+  type: list
+  elements: dict
+  sample: [{name: web1, changed: true, actions: [define web1, start web1], state: running, needs_restart: false,
+            uuid: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0, autostart: true, interfaces: [], xml: "<domain>...</domain>"}]
+failed_entry:
+  description: The index in I(instances) of the entry that failed or was refused (C(instances[INDEX]) in the message).
+  returned: when an entry of I(instances) fails
+  type: int
+  sample: 3
 uuid:
   description: The domain's UUID; null when it does not exist (or, in check mode, would be new).
-  returned: always
+  returned: without I(instances)
   type: str
   sample: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0
 state:
   description: What the VM is after the run (would be, in check mode) - C(running), C(paused), C(stopped),
     C(crashed), C(shutdown) (shutting down), C(pmsuspended), C(blocked), C(absent).
-  returned: always
+  returned: without I(instances)
   type: str
   sample: running
 interfaces:
   description: The VM's bridge NICs, in order.
-  returned: always
+  returned: without I(instances)
   type: list
   elements: dict
   contains:
@@ -402,14 +459,14 @@ autostart:
   sample: true
 actions:
   description: What the run did (in check mode, would do), in order.
-  returned: always
+  returned: without I(instances)
   type: list
   elements: str
   sample: ["define web1", "start web1"]
 xml:
   description: The VM's persistent definition after the run (in check mode, the one that would be defined);
     empty when it does not exist.
-  returned: always
+  returned: without I(instances)
   type: str
   sample: "<domain type='kvm'>...</domain>"
 """
@@ -421,7 +478,7 @@ from functools import partial
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import libvirt_domain as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
-    HardwayModule, ModuleError, ParameterError)
+    HardwayModule, ModuleError, ParameterError, batch_entries, entry_options, within)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Cluster, connection_options
 from ansible_collections.hardway.cloud.plugins.module_utils.config_file import ConfigFile
 
@@ -466,7 +523,7 @@ def local_uri(uri):
 
 
 ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
+    name=dict(type="str"),
     state=dict(type="str", default="present",
                choices=["present", "running", "stopped", "paused", "restarted", "absent"]),
     uri=dict(type="str", default="qemu:///system"),
@@ -510,38 +567,138 @@ ARGUMENT_SPEC = dict(
     shutdown_timeout=dict(type="int", default=60),
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="int", default=60),
+    instances=dict(type="list", elements="raw"),
 )
+# an entry of instances: every option of one instance but the connection
+INSTANCE_OPTIONS = entry_options(ARGUMENT_SPEC, exclude=("uri", "instances"), required=("name",))
 
 
 class KvmInstance(HardwayModule):
     argument_spec = ARGUMENT_SPEC
+    module_kwargs = dict(mutually_exclusive=[("name", "instances")], required_one_of=[("name", "instances")])
     entry_lists = ("disks", "interfaces")
 
     def run(self):
         if not HAS_LIBVIRT:
             raise ModuleError(missing_required_lib("libvirt-python (Debian package python3-libvirt)"))
-        for key in ("shutdown_timeout", "wait_timeout"):
-            if self.params[key] < 0:
-                raise ParameterError(key, "%d: must be 0 or more seconds" % self.params[key])
-        want = logic.wanted(self.params)
+        batch = self.params["instances"] is not None
+        if batch:
+            entries = self._entries()
+        else:
+            _check_timeouts(self.params)
+            entries = [(None, self.params, logic.wanted(self.params))]
         # libvirt prints every error on stderr unless a handler takes it
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         try:
             conn = libvirt.open(self.params["uri"])
         except libvirt.libvirtError as exc:
             raise ModuleError("uri: cannot connect to %s: %s" % (self.params["uri"], exc), parameter="uri")
-        local = local_uri(self.params["uri"])
+        host = self.module if local_uri(self.params["uri"]) else None
+        clusters = Clusters()
         try:
-            Instance(conn, want, self.params, self.check_mode, self.result,
-                     host=self.module if local else None).converge()
+            if not batch:
+                Instance(conn, entries[0][2], self.params, self.check_mode, self.result, host, clusters).converge()
+            else:
+                self._converge_batch(conn, entries, host, clusters)
         finally:
-            self._diff_from_result()
+            if not batch:
+                self._diff_from_result()
+            clusters.close()
             conn.close()
+
+    def _entries(self):
+        """(where, parameters, wanted instance) of each entry of instances,
+        all checked before any is used."""
+        entries, seen = [], {}
+        self.result["instances"] = []
+        try:
+            given = batch_entries(self.module, "instances", INSTANCE_OPTIONS)
+        except ParameterError as exc:
+            self.result["failed_entry"] = exc.index
+            raise
+        for index, (where, params) in enumerate(given):
+            self.result["failed_entry"] = index
+            try:
+                _check_timeouts(params)
+                want = logic.wanted(params)
+            except ParameterError as exc:
+                raise within(where, exc, params.get("name"))
+            if want["name"] in seen:
+                raise ParameterError(where + ".name", "lists instance %s a second time (first as %s)"
+                                     % (want["name"], seen[want["name"]]))
+            seen[want["name"]] = where
+            entries.append((where, params, want))
+        self.result.pop("failed_entry", None)
+        return entries
+
+    def _converge_batch(self, conn, entries, host, clusters):
+        """instances: every entry planned first (in check mode, so bad input or
+        a missing file, bridge or image of any entry fails the task before
+        anything changes), then converged in order, up to the first that fails."""
+        passes = [True] if self.check_mode else [True, False]
+        for check_mode in passes:
+            results = []
+            for index, (where, params, want) in enumerate(entries):
+                result = {"changed": False}
+                try:
+                    Instance(conn, want, params, check_mode, result, host, clusters).converge()
+                except (ParameterError, ModuleError) as exc:
+                    self.result["failed_entry"] = index
+                    if check_mode and isinstance(exc, ParameterError):
+                        # nothing is changed yet
+                        raise within(where, exc, want["name"])
+                    if not check_mode:
+                        # the entries before it are done, the ones after it untouched; it, as far as it got
+                        result.update(name=want["name"], failed=True, msg=str(exc))
+                        self._report_batch(results + [result])
+                    details = dict(getattr(exc, "details", {}))
+                    if isinstance(exc, ParameterError):
+                        details["parameter"] = exc.parameter
+                    if details.get("parameter"):
+                        details["parameter"] = "%s.%s" % (where, details["parameter"])
+                    raise ModuleError("%s (%s): %s" % (where, want["name"], exc), **details)
+                result["name"] = want["name"]
+                results.append(result)
+        self._report_batch(results)
+
+    def _report_batch(self, results):
+        diffs = [(result["name"], result.pop("_before", None), result.pop("_after", None)) for result in results]
+        self.result["instances"] = results
+        self.result["changed"] = any(result["changed"] for result in results)
+        self.result["needs_restart"] = any(result.get("needs_restart") for result in results)
+        changed = [diff for diff, result in zip(diffs, results) if result["changed"]]
+        self.set_diff("".join("<!-- %s -->\n%s" % (name, before) for name, before, _after in changed if before),
+                      "".join("<!-- %s -->\n%s" % (name, after) for name, _before, after in changed if after))
 
     def _diff_from_result(self):
         before, after = self.result.pop("_before", None), self.result.pop("_after", None)
         if before is not None or after is not None:
             self.set_diff(before or "", after or "")
+
+
+def _check_timeouts(params):
+    for key in ("shutdown_timeout", "wait_timeout"):
+        if params[key] < 0:
+            raise ParameterError(key, "%d: must be 0 or more seconds" % params[key])
+
+
+class Clusters(object):
+    """The Ceph connections of a run, one per set of client options, opened
+    when first needed and closed at the end."""
+
+    def __init__(self):
+        self.open = {}
+
+    def get(self, options):
+        key = tuple(sorted(options.items()))
+        if key not in self.open:
+            self.open[key] = Cluster(options).__enter__()
+        return self.open[key]
+
+    def close(self):
+        for cluster in self.open.values():
+            cluster.__exit__(None, None, None)
+        self.open = {}
 
 
 class Instance(object):
@@ -550,8 +707,9 @@ class Instance(object):
     host's (files, bridges, RBD images and port security are checked and
     handled here), else None."""
 
-    def __init__(self, conn, want, params, check_mode, result, host=None):
+    def __init__(self, conn, want, params, check_mode, result, host=None, clusters=None):
         self.conn = conn
+        self.clusters = clusters if clusters is not None else Clusters()
         self.want = want
         self.params = params
         self.check_mode = check_mode
@@ -664,16 +822,16 @@ class Instance(object):
             self.host.warn("the RBD images of the disks were not checked: the host lacks the rados and rbd Python "
                            "bindings (python3-rados, python3-rbd)")
             return
-        with Cluster(self._ceph_options()) as cluster:
-            for parameter, pool, image in disks:
-                ioctx = cluster.ioctx(pool, parameter=parameter + ".pool")
-                try:
-                    rbd.Image(ioctx, image, read_only=True).close()
-                except rbd.ImageNotFound:
-                    raise ParameterError(parameter + ".image", "RBD image %s/%s does not exist in %s"
-                                         % (pool, image, cluster.where()))
-                finally:
-                    ioctx.close()
+        cluster = self.clusters.get(self._ceph_options())
+        for parameter, pool, image in disks:
+            ioctx = cluster.ioctx(pool, parameter=parameter + ".pool")
+            try:
+                rbd.Image(ioctx, image, read_only=True).close()
+            except rbd.ImageNotFound:
+                raise ParameterError(parameter + ".image", "RBD image %s/%s does not exist in %s"
+                                     % (pool, image, cluster.where()))
+            finally:
+                ioctx.close()
 
     # a running VM
 
@@ -882,17 +1040,16 @@ class Instance(object):
             raise ModuleError(missing_required_lib("rados and rbd (python3-rados, python3-rbd)"),
                               parameter="undefine_volumes")
         _kind, pool, image = volume
-        with Cluster(self._ceph_options()) as cluster:
-            ioctx = cluster.ioctx(pool, parameter="undefine_volumes")
+        ioctx = self.clusters.get(self._ceph_options()).ioctx(pool, parameter="undefine_volumes")
+        try:
             try:
-                try:
-                    rbd.Image(ioctx, image, read_only=True).close()
-                except rbd.ImageNotFound:
-                    return
-                self._do("remove volume %s/%s" % (pool, image), partial(_remove_image, ioctx, pool, image),
-                         "undefine_volumes")
-            finally:
-                ioctx.close()
+                rbd.Image(ioctx, image, read_only=True).close()
+            except rbd.ImageNotFound:
+                return
+            self._do("remove volume %s/%s" % (pool, image), partial(_remove_image, ioctx, pool, image),
+                     "undefine_volumes")
+        finally:
+            ioctx.close()
 
     def _report(self, after, planned_xml):
         domain = self.domain

@@ -22,6 +22,7 @@ LIVE = "kvmt-live"
 NVRAM = "kvmt-nv"
 BRIDGE = "br-kvmt"
 BRIDGE2 = "br-kvmt2"
+BATCH = tuple("kvmt-b%d" % index for index in range(5))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def host(hypervisor):
     hypervisor.bridge(BRIDGE)
     hypervisor.bridge(BRIDGE2)
     yield hypervisor
-    for name in (NAME, LIVE, NVRAM, NVRAM + "-b", "kvmt-bad"):
+    for name in (NAME, LIVE, NVRAM, NVRAM + "-b", "kvmt-bad") + BATCH:
         hypervisor.run("virsh -q destroy %s; virsh -q undefine --nvram %s" % (name, name), check=False)
         hypervisor.run("rm -rf %s" % hypervisor.guest_dir(name), check=False)
     hypervisor.run("ip link del %s; ip link del %s" % (BRIDGE, BRIDGE2), check=False)
@@ -160,6 +161,47 @@ def test_bad_inputs_fail_naming_the_parameter_and_define_nothing(host, guest, tm
     assert result.get("failed") and not result.get("changed"), result
     assert result["parameter"] == parameter and parameter in result["msg"], result
     assert "kvmt-bad" not in defined(host)
+
+
+def test_a_batch_is_planned_whole_then_converged_in_order(host, guest, tmp_path):
+    top = {"state": "running", "virt_type": "qemu", "memory": 128, "kernel": guest["kernel"],
+           "initrd": guest["initrd"], "cmdline": guest["cmdline"], "shutdown_timeout": 0, "autostart": True}
+    entries = [{"name": name, "interfaces": [{"bridge": BRIDGE}], "serial_log": "%s/%s.log" % (guest["home"], name)}
+               for name in BATCH[:3]]
+
+    # a missing bridge in the last entry: the task fails naming it, and none is defined
+    nowhere = dict(entries[2], interfaces=[{"bridge": "br-nowhere"}])
+    bad = module(host, tmp_path, dict(top, instances=entries[:2] + [nowhere]))
+    assert bad.get("failed") and not bad.get("changed"), bad
+    assert bad["parameter"] == "instances[2].interfaces[0].bridge" and bad["failed_entry"] == 2, bad
+    assert not set(BATCH) & set(defined(host))
+
+    made = module(host, tmp_path, dict(top, instances=entries))
+    assert made["changed"] and not made.get("failed"), made
+    assert [entry["name"] for entry in made["instances"]] == list(BATCH[:3])
+    assert all(entry["state"] == "running" and entry["autostart"] for entry in made["instances"]), made
+    for name in BATCH[:3]:
+        assert virsh(host, "domstate", name).strip() == "running"
+    again = module(host, tmp_path, dict(top, instances=entries))
+    assert not again["changed"] and again["diff_lines"] == [], again
+
+    # a failure while converging (QEMU cannot load a file that is no kernel): the entries before it are done,
+    # the failed one as far as it got, the ones after it untouched
+    host.run("head -c 4096 /dev/zero > %s/not-a-kernel" % guest["home"])
+    later = [{"name": BATCH[3], "serial_log": "%s/%s.log" % (guest["home"], BATCH[3])},
+             {"name": BATCH[4], "kernel": guest["home"] + "/not-a-kernel"}, {"name": BATCH[0], "memory": 160}]
+    failed = module(host, tmp_path, dict(top, instances=later))
+    assert failed.get("failed") and failed["changed"] and failed["failed_entry"] == 1, failed
+    assert failed["msg"].startswith("instances[1] (%s): " % BATCH[4]), failed["msg"]
+    assert [entry["name"] for entry in failed["instances"]] == [BATCH[3], BATCH[4]]
+    assert failed["instances"][1]["failed"] and failed["instances"][1]["actions"][0] == "define " + BATCH[4]
+    assert virsh(host, "domstate", BATCH[3]).strip() == "running"
+    assert virsh(host, "domstate", BATCH[4]).strip() == "shut off"
+    assert inactive(host, BATCH[0]).find("memory").text == str(128 * 1024)
+
+    gone = module(host, tmp_path, {"instances": list(BATCH), "state": "absent"})
+    assert gone["changed"] and [entry["state"] for entry in gone["instances"]] == ["absent"] * 5, gone
+    assert not set(BATCH) & set(defined(host))
 
 
 def live(host, name):

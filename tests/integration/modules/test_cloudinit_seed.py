@@ -129,3 +129,71 @@ def test_bad_input_fails_cleanly_and_writes_nothing(tmp_path, extra, parameter):
     assert not result.get("changed")
     assert os.listdir(tmp_path) == []
     assert SECRET not in json.dumps(result)
+
+
+def batch_args(tmp_path, count=3, **top):
+    """Seeds of ``count`` VMs in one task: what they share at the top level."""
+    seeds = [{"dest": str(tmp_path / ("vm%d.iso" % index)), "instance_id": "vm%d" % index,
+              "hostname": "vm%d" % index} for index in range(count)]
+    args = {"seeds": seeds, "ssh_authorized_keys": [KEY], "user_data": {"password": SECRET}, "mode": "0640"}
+    args.update(top)
+    return args
+
+
+def test_a_batch_writes_the_same_bytes_as_single_runs_and_is_idempotent(tmp_path):
+    args = batch_args(tmp_path)
+    args["seeds"][1]["user_data"] = {"packages": ["nginx"], "password": SECRET + "-1"}
+    planned = run_module("cloudinit_seed", args, check=True)
+    assert planned["changed"] and os.listdir(tmp_path) == []
+    assert [seed["changed"] for seed in planned["seeds"]] == [True, True, True]
+    made = run_module("cloudinit_seed", args)
+    assert made["changed"] and [seed["dest"] for seed in made["seeds"]] == [s["dest"] for s in args["seeds"]]
+    assert [seed["sha256"] for seed in made["seeds"]] == [seed["sha256"] for seed in planned["seeds"]]
+    for index, seed in enumerate(made["seeds"]):
+        assert sha256(seed["dest"]) == seed["sha256"]
+        assert oct(os.stat(seed["dest"]).st_mode & 0o777) == "0o640"
+        # the entry's options over the top level's give what a single run of them writes
+        single = dict((key, value) for key, value in args.items() if key != "seeds")
+        single.update(args["seeds"][index], dest=str(tmp_path / ("single%d.iso" % index)))
+        assert run_module("cloudinit_seed", single)["sha256"] == seed["sha256"]
+    assert made["seeds"][1]["sha256"] != made["seeds"][0]["sha256"]
+    for secret in (SECRET, SECRET + "-1"):
+        assert secret not in json.dumps(made) and secret not in json.dumps(planned)
+    again = run_module("cloudinit_seed", args)
+    assert not again["changed"] and not any(seed["changed"] for seed in again["seeds"])
+    # one changed entry: only it is rewritten, and the diff names it
+    args["seeds"][2]["hostname"] = "vm2-renamed"
+    changed = run_module("cloudinit_seed", args)
+    assert [seed["changed"] for seed in changed["seeds"]] == [False, False, True]
+    assert "# %s" % args["seeds"][2]["dest"] in changed["diff"]["after"] and "vm2-renamed" in changed["diff"]["after"]
+    assert args["seeds"][0]["dest"] not in changed["diff"]["after"]
+    removed = run_module("cloudinit_seed", {"seeds": [{"dest": seed["dest"]} for seed in args["seeds"]],
+                                            "state": "absent"})
+    assert removed["changed"] and sorted(os.listdir(tmp_path)) == ["single0.iso", "single1.iso", "single2.iso"]
+
+
+@pytest.mark.parametrize("change,parameter", [
+    ({"user_data": "just text"}, "seeds[1].user_data"),
+    ({"hostname": "vm_1"}, "seeds[1].hostname"),
+    ({"network_config": {"version": 7}}, "seeds[1].network_config"),
+    ({"mode": "0600"}, "seeds[1].mode"),
+    ({"rbd": {"pool": "vms", "image": "x"}}, "seeds[1].dest"),
+    ({"dest": None}, "seeds[1].dest"),
+    ({"dest": "/nonexistent-dir/seed.iso"}, "seeds[1].dest"),
+    ({"dest": "SAME"}, "seeds[1]"),
+    ("vm1", "seeds[1]"),
+])
+def test_a_bad_entry_fails_naming_it_and_nothing_is_written(tmp_path, change, parameter):
+    args = batch_args(tmp_path)
+    if isinstance(change, dict):
+        change = dict(change)
+        if change.get("dest") == "SAME":
+            change["dest"] = args["seeds"][0]["dest"]
+        args["seeds"][1].update(change)
+    else:
+        args["seeds"][1] = change
+    result = run_module("cloudinit_seed", args)
+    assert result.get("failed") and result.get("parameter") == parameter, result
+    assert result["msg"].startswith(parameter) and result.get("failed_entry") == 1, result
+    assert not result.get("changed") and os.listdir(tmp_path) == []
+    assert SECRET not in json.dumps(result)

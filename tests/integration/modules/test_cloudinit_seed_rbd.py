@@ -5,6 +5,7 @@ image open, as a running VM does), and bad input naming the parameter."""
 
 import hashlib
 import io
+import json
 import uuid
 
 import pytest
@@ -138,3 +139,30 @@ def test_bad_input_names_the_parameter(seeds, change, parameter):
     assert result["failed"] and not result.get("changed"), result
     assert parameter in (result.get("parameter") or "") or parameter in result["msg"], result
     assert seeds.ceph.rbd("info", "%s/%s" % (seeds.ceph.pool, name), check=False).returncode != 0
+
+
+def test_a_batch_writes_each_seed_with_one_connection(seeds, tmp_path):
+    names = [seeds.new(), seeds.new(), seeds.new()]
+    args = seeds.args(names[0])
+    del args["rbd"]
+    args["seeds"] = [{"rbd": {"pool": seeds.ceph.pool, "image": name}, "instance_id": name, "hostname": "vm%d" % index}
+                     for index, name in enumerate(names)]
+    made = run_module("cloudinit_seed", args)
+    assert made["changed"] and [seed["image"] for seed in made["seeds"]] == \
+        ["%s/%s" % (seeds.ceph.pool, name) for name in names], made
+    for index, (name, seed) in enumerate(zip(names, made["seeds"])):
+        data = seeds.read(name, tmp_path / name)
+        assert hashlib.sha256(data).hexdigest() == seed["sha256"]
+        assert 'local-hostname: vm%d' % index in files_of(data)[1]["meta-data"]
+    assert SECRET not in json.dumps(made)
+    assert not run_module("cloudinit_seed", args)["changed"]
+    # an entry in a pool that does not exist: named, and nothing written
+    args["seeds"][1]["hostname"] = "renamed"
+    args["seeds"][2]["rbd"]["pool"] = "no-such-pool"
+    refused = run_module("cloudinit_seed", args)
+    assert refused.get("failed") and refused["parameter"] == "seeds[2].rbd.pool" and refused["failed_entry"] == 2
+    assert "local-hostname: vm1" in files_of(seeds.read(names[1], tmp_path / "again"))[1]["meta-data"]
+    removed = run_module("cloudinit_seed", dict(args, state="absent", seeds=[
+        {"rbd": {"pool": seeds.ceph.pool, "image": name}} for name in names]))
+    assert removed["changed"] and [seed["sha256"] for seed in removed["seeds"]] == [None] * 3
+    assert seeds.read(names[0], tmp_path / "gone") is None

@@ -214,3 +214,55 @@ def test_the_module_fails_naming_the_parameter(args, parameter):
     assert result.get("failed") and not result.get("changed"), result
     assert result["parameter"] == parameter, result
     assert parameter.split(".")[0].split("[")[0] in result["msg"], result["msg"]
+
+
+ENTRY = dict((key, value) for key, value in BASE.items() if key not in ("name", "uri", "virt_type", "shutdown_timeout"))
+
+
+def batch(*entries, **top):
+    args = {"uri": "test:///default", "virt_type": "qemu", "shutdown_timeout": 0, "instances": list(entries)}
+    args.update(top)
+    return args
+
+
+def test_a_batch_converges_each_entry_over_the_top_level_options():
+    result = module(batch(dict(ENTRY, name="b1"), dict(ENTRY, name="b2", memory=512, state="stopped"),
+                          "b3", state="running", autostart=True))
+    assert result["changed"] and "failed" not in result, result
+    names = [entry["name"] for entry in result["instances"]]
+    assert names == ["b1", "b2", "b3"]
+    first, second, third = result["instances"]
+    assert first["actions"] == ["define b1", "autostart on b1", "start b1"] and first["state"] == "running"
+    assert second["state"] == "stopped" and "start b2" not in second["actions"] and second["autostart"]
+    assert "<memory unit='KiB'>524288</memory>" in second["xml"] and "<memory unit='KiB'>262144</memory>" in first["xml"]
+    # just a name: the top level's options and the module's defaults
+    assert third["actions"] == ["define b3", "autostart on b3", "start b3"] and "<vcpu" in third["xml"]
+    assert result["diff"]["before"].count("<!--") == 0 and result["diff"]["after"].count("<!-- b") == 3
+    assert not result["needs_restart"] and "uuid" not in result
+
+
+def test_a_batch_in_check_mode_plans_every_entry():
+    result = module(batch(dict(ENTRY, name="b1"), dict(ENTRY, name="b2")), check=True)
+    assert result["changed"] and [entry["uuid"] for entry in result["instances"]] == [None, None]
+    assert [entry["actions"] for entry in result["instances"]] == [["define b1", "start b1"], ["define b2", "start b2"]]
+
+
+@pytest.mark.parametrize("entries, parameter", [
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", memory="lots")], "instances[1].memory"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b1")], "instances[1].name"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", uri="test:///default")], "instances[1].uri"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", interfaces=[{"bridge": "b"}, {"mac": "x"}])],
+     "instances[1].interfaces[1].bridge"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", disks=[{"path": "/d", "brus": "x"}])],
+     "instances[1].disks[0].brus"),
+    ([dict(ENTRY, name="b1"), 5], "instances[1]"),
+    ([dict(ENTRY, name="b1"), {"memory": 5}], "instances[1].name"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b 2")], "instances[1].name"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", shutdown_timeout=-1)], "instances[1].shutdown_timeout"),
+    ([dict(ENTRY, name="b1"), dict(ENTRY, name="b2", state="gone")], "instances[1].state"),
+])
+def test_a_bad_entry_fails_naming_it_before_anything_is_defined(entries, parameter):
+    result = module(batch(*entries))
+    assert result.get("failed") and not result.get("changed"), result
+    assert result["parameter"] == parameter and result["msg"].startswith(parameter + ":"), result
+    assert result["failed_entry"] == 1 and result["instances"] == [], result

@@ -403,9 +403,9 @@ def test_every_entry_needs_a_pool_and_an_image_once():
 
 
 def test_within_names_the_entry_and_the_image():
-    error = rbd.within("volumes[3]", ParameterError("size", "is required to create image vms/x"), "vms/x")
+    error = rbd.within("volumes[3]", ParameterError("size", "is required to create image vms/x"), "vms/x", "image ")
     assert error.parameter == "volumes[3].size" and str(error) == "volumes[3].size: is required to create image vms/x"
-    error = rbd.within("volumes[0]", ParameterError("snapshots[1].name", "'a b' is bad"), "vms/y")
+    error = rbd.within("volumes[0]", ParameterError("snapshots[1].name", "'a b' is bad"), "vms/y", "image ")
     assert str(error) == "volumes[0].snapshots[1].name: 'a b' is bad (for image vms/y)"
     assert rbd.entry_index("volumes[12].snapshots[0].name") == 12
     assert rbd.entry_index("volumes") is None and rbd.entry_index("size") is None and rbd.entry_index(None) is None
