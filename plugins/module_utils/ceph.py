@@ -138,3 +138,22 @@ class Cluster(object):
         if namespace:
             ioctx.set_namespace(namespace)
         return ioctx
+
+
+class Clusters(object):
+    """The Ceph connections of a module run, one per set of connection options,
+    each opened when first needed; ``close()`` ends them all."""
+
+    def __init__(self):
+        self.open = {}
+
+    def get(self, options):
+        key = tuple(sorted(options.items()))
+        if key not in self.open:
+            self.open[key] = Cluster(options).__enter__()
+        return self.open[key]
+
+    def close(self):
+        for cluster in self.open.values():
+            cluster.__exit__(None, None, None)
+        self.open = {}

@@ -233,7 +233,7 @@ from ansible_collections.hardway.cloud.plugins.module_utils import cloudinit as 
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError, batch_entries, entry_options, within)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
-    HAS_RADOS, PACKAGES as CEPH_PACKAGES, Cluster, ceph_argument_spec, connection_options)
+    HAS_RADOS, PACKAGES as CEPH_PACKAGES, Clusters, ceph_argument_spec, connection_options)
 from ansible_collections.hardway.cloud.plugins.module_utils.rbd import check_name, image_spec
 
 try:
@@ -275,7 +275,7 @@ class CloudinitSeed(HardwayModule):
 
     def __init__(self):
         super(CloudinitSeed, self).__init__()
-        self.cluster = None
+        self.clusters = Clusters()
         self.ioctxs = {}
 
     def run(self):
@@ -287,8 +287,7 @@ class CloudinitSeed(HardwayModule):
         finally:
             for ioctx in self.ioctxs.values():
                 ioctx.close()
-            if self.cluster is not None:
-                self.cluster.__exit__(None, None, None)
+            self.clusters.close()
 
     def _run_one(self):
         plan = self._plan(self.params)
@@ -389,17 +388,15 @@ class CloudinitSeed(HardwayModule):
     def _ioctx(self, pool, namespace):
         if not (HAS_RADOS and HAS_RBD):
             raise ModuleError(missing_required_lib(CEPH_PACKAGES))
-        if self.cluster is None:
-            options = connection_options(self.params)
-            self.cluster = Cluster(options).__enter__()
         key = (pool, namespace)
         if key not in self.ioctxs:
-            ioctx = self.cluster.ioctx(pool, parameter="rbd.pool")
+            cluster = self.clusters.get(connection_options(self.params))
+            ioctx = cluster.ioctx(pool, parameter="rbd.pool")
             self.ioctxs[key] = ioctx
             if namespace:
                 if not rbd.RBD().namespace_exists(ioctx, namespace):
                     raise ParameterError("rbd.namespace", "namespace %s does not exist in pool %s of %s"
-                                         % (namespace, pool, self.cluster.where()))
+                                         % (namespace, pool, cluster.where()))
                 ioctx.set_namespace(namespace)
         return self.ioctxs[key]
 

@@ -479,7 +479,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import libvirt_domain as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError, batch_entries, entry_options, within)
-from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Cluster, connection_options
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Clusters, connection_options
 from ansible_collections.hardway.cloud.plugins.module_utils.config_file import ConfigFile
 
 try:
@@ -617,18 +617,17 @@ class KvmInstance(HardwayModule):
             self.result["failed_entry"] = exc.index
             raise
         for index, (where, params) in enumerate(given):
-            self.result["failed_entry"] = index
             try:
                 _check_timeouts(params)
                 want = logic.wanted(params)
+                if want["name"] in seen:
+                    raise ParameterError("name", "lists instance %s a second time (first as %s)"
+                                         % (want["name"], seen[want["name"]]))
             except ParameterError as exc:
+                self.result["failed_entry"] = index
                 raise within(where, exc, params.get("name"))
-            if want["name"] in seen:
-                raise ParameterError(where + ".name", "lists instance %s a second time (first as %s)"
-                                     % (want["name"], seen[want["name"]]))
             seen[want["name"]] = where
             entries.append((where, params, want))
-        self.result.pop("failed_entry", None)
         return entries
 
     def _converge_batch(self, conn, entries, host, clusters):
@@ -680,25 +679,6 @@ def _check_timeouts(params):
     for key in ("shutdown_timeout", "wait_timeout"):
         if params[key] < 0:
             raise ParameterError(key, "%d: must be 0 or more seconds" % params[key])
-
-
-class Clusters(object):
-    """The Ceph connections of a run, one per set of client options, opened
-    when first needed and closed at the end."""
-
-    def __init__(self):
-        self.open = {}
-
-    def get(self, options):
-        key = tuple(sorted(options.items()))
-        if key not in self.open:
-            self.open[key] = Cluster(options).__enter__()
-        return self.open[key]
-
-    def close(self):
-        for cluster in self.open.values():
-            cluster.__exit__(None, None, None)
-        self.open = {}
 
 
 class Instance(object):
