@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import re
 
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 # the derived MACs: this first octet (locally administered, unicast), then
 # five octets of SHA-256 over "NAME/INDEX"
 MAC_FIRST_OCTET = 0x02

@@ -83,14 +83,12 @@ def _not_dicts(spec, params, prefix=""):
 
 
 class _AnsibleModule(AnsibleModule):
-    """AnsibleModule whose argument validation names the parameter when a dict
-    was expected: Ansible's own message ("dictionary requested, ...") does not;
-    and, for the list options named in ``entry_lists``, the entry a message is
-    about (interfaces[1].bridge), where Ansible names only the list."""
-
-    def __init__(self, *args, **kwargs):
-        self.entry_lists = kwargs.pop("entry_lists", ())
-        super(_AnsibleModule, self).__init__(*args, **kwargs)
+    """AnsibleModule whose argument validation messages name the parameter
+    (``parameter`` in the result, and at the start of the message when
+    Ansible's own does not say it): where a dict was expected (Ansible's
+    "dictionary requested, ..." does not), the entry of a list option a
+    message is about (interfaces[1].bridge, where Ansible names only the
+    list) and the option of a dict option (health_check.fall)."""
 
     def _load_params(self):
         super(_AnsibleModule, self)._load_params()
@@ -98,24 +96,28 @@ class _AnsibleModule(AnsibleModule):
         self._given = dict(self.params)
 
     def fail_json(self, msg, **kwargs):
+        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False):
+            msg, kwargs = self.name_parameter(msg, dict(kwargs))
+        super(_AnsibleModule, self).fail_json(msg=msg, **kwargs)
+
+    def name_parameter(self, msg, kwargs):
+        """``msg`` and ``kwargs`` of a failed argument validation with the parameter named."""
         given = getattr(self, "_given", None) or {}
-        if isinstance(msg, str) and "parameter" not in kwargs and (
-                msg.startswith("dictionary requested") or "in the sub parameter field" in msg):
+        if msg.startswith("dictionary requested") or "in the sub parameter field" in msg:
             where = _not_dicts(self.argument_spec, given)
             if where:
                 kwargs["parameter"] = where[0]
-                msg = "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0]))
-        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False) \
-                and self.entry_lists:
-            where = entry_parameter(self.argument_spec, given, msg, lists=self.entry_lists)
-            if where:
-                kwargs["parameter"] = where
-                msg = "%s: %s" % (where, msg)
-        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False):
-            parameter = parameter_of(msg)
-            if parameter:
-                kwargs["parameter"] = parameter
-        super(_AnsibleModule, self).fail_json(msg=msg, **kwargs)
+                return "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0])), kwargs
+        where = entry_parameter(self.argument_spec, given, msg)
+        if where:
+            kwargs["parameter"] = where
+            return "%s: %s" % (where, msg), kwargs
+        parameter = parameter_of(msg)
+        if parameter:
+            kwargs["parameter"] = parameter
+            if parameter not in msg:
+                msg = "%s: %s" % (parameter, msg)
+        return msg, kwargs
 
 
 # Ansible's own validation messages, and where they say the parameter is
@@ -258,6 +260,11 @@ def _batch_entry(module, top, where, item, entry_spec, key):
                              % ", ".join(sorted(entry_spec)))
     if result.error_messages:
         message = result.error_messages[0]
+        if message.startswith("dictionary requested") or "in the sub parameter field" in message:
+            not_dicts = _not_dicts(entry_spec, item)
+            if not_dicts:
+                raise ParameterError("%s.%s" % (where, not_dicts[0]), "must be a dict of options, not %r"
+                                     % (_value_at(item, not_dicts[0]),))
         inner = entry_parameter(entry_spec, item, message) or parameter_of(message)
         raise ParameterError("%s.%s" % (where, inner) if inner else where, message)
     params = dict(top)
@@ -285,12 +292,10 @@ class HardwayModule(object):
     argument_spec = {}
     module_kwargs = {}
     module_class = _AnsibleModule
-    # list options whose entries Ansible's validation messages are traced to
-    entry_lists = ()
 
     def __init__(self):
         self.module = self.module_class(argument_spec=self.argument_spec, supports_check_mode=True,
-                                        entry_lists=self.entry_lists, **self.module_kwargs)
+                                        **self.module_kwargs)
         self.module._validated = True
         self.params = self.module.params
         self.check_mode = self.module.check_mode

@@ -32,7 +32,20 @@ CEPH_ARGUMENT_SPEC = dict(
     timeout=dict(type="int", default=30),
 )
 
-USER = re.compile(r"^[A-Za-z0-9_.-]+$")
+USER = re.compile(r"^[A-Za-z0-9_.-]+\Z")
+# a pool, namespace, image or snapshot name. Ceph takes more, but these are
+# what goes unquoted and unambiguous into the rbd CLI's specs (pool/image@snap),
+# QEMU's rbd: targets (: and = separate options there), libvirt's XML, a
+# configuration file and a command line (no leading '-')
+NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
+
+
+def check_name(parameter, value, what):
+    """A pool, namespace, image or snapshot name (``what`` says which)."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ParameterError(parameter, "%r is not a Ceph %s name: letters, digits, '.', '_' and '-' (not first)"
+                             % (value, what))
+    return value
 
 
 def ceph_argument_spec(**spec):
@@ -58,9 +71,9 @@ def connection_options(params):
         raise ParameterError("conf", "%s does not exist (the cluster's ceph.conf, with its mon_host)" % conf)
     if keyring is not None and not os.path.isfile(keyring):
         raise ParameterError("keyring", "%s does not exist" % keyring)
-    user = client_name("user", params.get("user") or "admin")
-    cluster = params.get("cluster") or "ceph"
-    if not USER.match(cluster):
+    user = client_name("user", "admin" if params.get("user") is None else params["user"])
+    cluster = "ceph" if params.get("cluster") is None else params["cluster"]
+    if not isinstance(cluster, str) or not USER.match(cluster):
         raise ParameterError("cluster", "%r is not a cluster name" % (cluster,))
     timeout = params.get("timeout")
     if timeout is None or timeout < 1:

@@ -28,8 +28,10 @@ CLOUD_CONFIG = "#cloud-config"
 # what a user-data that is not a cloud-config may start with (cloud-init's part handlers)
 RAW_STARTS = ("#!", "#include", "#include-once", "#cloud-boothook", "#part-handler", "#upstart-job",
               "#cloud-config-archive", "#cloud-config-jsonp", "## template: jinja", "Content-Type: multipart/")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# cloud-init keeps an instance's state in a directory of this name on the guest
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss")
 # top-level keys of cloud-init's cloud-config (schema of cloud-init 22.4, plus
@@ -160,9 +162,10 @@ def files(params, warnings):
     """The seed's files {name: text}; raises ParameterError. ``warnings`` collects
     what is allowed but probably wrong."""
     instance_id = params.get("instance_id")
-    if not isinstance(instance_id, str) or not instance_id.strip() or any(c.isspace() for c in instance_id):
-        raise ParameterError("instance_id", "is required: a non-empty string without spaces (cloud-init runs its "
-                                            "first-boot modules again when it changes)")
+    if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
+        raise ParameterError("instance_id", "%r is not an instance ID: 1-128 letters, digits, '_', '.', ':' and '-', "
+                                            "starting with a letter or digit (cloud-init runs its first-boot modules "
+                                            "again when it changes)" % (instance_id,))
     meta = {}
     extra = params.get("meta_data") or {}
     if not isinstance(extra, dict):

@@ -16,9 +16,9 @@ from ansible_collections.hardway.cloud.plugins.module_utils.base import Paramete
 
 HEADER = "# Managed by hardway.cloud.haproxy_frontend; changes made here are overwritten.\n"
 # HAProxy's own rule for proxy and server names (letters, digits, '-', '_', '.', ':')
-NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 BALANCE = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 MODES = ("http", "tcp")
 SERVER_STATES = ("ready", "drain", "maint")
@@ -49,9 +49,9 @@ def _port(parameter, value):
 def _address(parameter, value, wildcard=False):
     """An IPv4/IPv6 address (or a host name for servers); returned as HAProxy
     writes it before ``:port`` (IPv6 in brackets)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value or value != value.strip():
         raise ParameterError(parameter, "%r is not an address" % (value,))
-    text = value.strip()
+    text = value
     if wildcard and text in ("*", "::", "[::]", "0.0.0.0"):
         return {"*": "*", "0.0.0.0": "0.0.0.0"}.get(text, "[::]")
     if text.startswith("[") and text.endswith("]"):

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 
 from ansible_collections.hardway.cloud.plugins.module_utils.addressing import MAC, derived_mac, eui64_address  # noqa: F401
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool
-from ansible_collections.hardway.cloud.plugins.module_utils.ceph import client_name
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import check_name, client_name
 from ansible_collections.hardway.cloud.plugins.module_utils.units import parse_size
 
 # the collection's namespace for the domain's <metadata>; version 1 holds JSON
@@ -35,9 +35,10 @@ DEFAULTS = {"type": "kvm", "vcpus": 1, "memory": 512}
 # the keys of the owned part, in the order the diff shows them
 OWNED = ("name", "type", "vcpus", "memory", "cpu_model", "kernel", "initrd", "cmdline", "disks", "interfaces", "serial_log",
          "metadata")
-NAME = re.compile(r"^[^/\s\x00-\x1f\x7f]+$")
-RBD_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# what a domain's name goes into besides libvirt (file names of its seed and
+# serial log, volume names, host names, an operator's shell) takes it as is
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 # CPU modes that are not a named model (cpu_model)
 CPU_MODES = ("host-passthrough", "host-model", "maximum")
 
@@ -131,11 +132,7 @@ def _rbd(where, value):
         raise ParameterError(where + "." + unknown[0], "is not an option of an RBD disk (pool, image)")
     result = {}
     for key in ("pool", "image"):
-        text = value.get(key)
-        if not isinstance(text, str) or not RBD_NAME.match(text):
-            raise ParameterError("%s.%s" % (where, key), "%r is not a Ceph %s name (letters, digits, '.', '_', "
-                                                         "'-'; no '/' or '@')" % (text, key))
-        result[key] = text
+        result[key] = check_name("%s.%s" % (where, key), value.get(key), key)
     return result
 
 
@@ -143,7 +140,7 @@ def _monitor(parameter, value):
     """{"name", "port"} from "host", "host:port", "[v6]:port" or a bare IPv6 address."""
     if not isinstance(value, str) or not value:
         raise ParameterError(parameter, "%r is not a monitor address" % (value,))
-    match = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?$", value)
+    match = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?\Z", value)
     if match:
         name, port = match.group(1), match.group(2)
     elif value.count(":") > 1:
@@ -151,8 +148,8 @@ def _monitor(parameter, value):
     else:
         name, _sep, port = value.partition(":")
         port = port or None
-    if not re.match(r"^[A-Za-z0-9.:-]+$", name) or (port is not None and not (port.isdigit() and
-                                                                              0 < int(port) < 65536)):
+    bad_port = port is not None and not (port.isdigit() and 0 < int(port) < 65536)
+    if not re.match(r"^[A-Za-z0-9.:-]+\Z", name) or bad_port:
         raise ParameterError(parameter, "%r is not a monitor address (host, host:port or [ipv6]:port)" % (value,))
     return {"name": name, "port": port}
 
@@ -163,7 +160,7 @@ def ceph_options(value):
     the host's ceph.conf)."""
     if not isinstance(value, dict):
         raise ParameterError("ceph", "must be a dict")
-    user = client_name("ceph.user", value.get("user") or "hypervisor")
+    user = client_name("ceph.user", "hypervisor" if value.get("user") is None else value["user"])
     secret = value.get("secret") or "client.%s secret" % user
     if not isinstance(secret, str) or any(ord(char) < 32 for char in secret):
         raise ParameterError("ceph.secret", "%r is not a libvirt secret's UUID or usage name" % (secret,))
@@ -203,8 +200,8 @@ def wanted(params):
     without a MAC have ``mac: None`` until ``resolve``."""
     name = params.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise ParameterError("name", "%r is not an instance name (no '/', whitespace or control characters)"
-                             % (name,))
+        raise ParameterError("name", "%r is not an instance name: letters, digits, '_', '.' and '-', starting with "
+                                     "a letter, digit or '_'" % (name,))
     want = {"name": name}
     if params.get("virt_type") is not None:
         if params["virt_type"] not in VIRT_TYPES:
@@ -216,7 +213,7 @@ def wanted(params):
         want["memory"] = parse_memory(params["memory"])
     if params.get("cpu_model") is not None:
         model = params["cpu_model"]
-        if not isinstance(model, str) or not re.match(r"^[A-Za-z0-9_.-]+$", model):
+        if not isinstance(model, str) or not re.match(r"^[A-Za-z0-9_.-]+\Z", model):
             raise ParameterError("cpu_model", "%r is not a CPU model (host-passthrough, host-model or a model name "
                                               "like Haswell-noTSX)" % (model,))
         want["cpu_model"] = model
@@ -224,7 +221,11 @@ def wanted(params):
         if params.get(key) is not None:
             want[key] = _path(key, params[key])
     if params.get("cmdline") is not None:
-        want["cmdline"] = params["cmdline"]
+        cmdline = params["cmdline"]
+        if not isinstance(cmdline, str) or any(ord(char) < 32 for char in cmdline):
+            raise ParameterError("cmdline", "%r is not a kernel command line (one line, no control characters)"
+                                 % (cmdline,))
+        want["cmdline"] = cmdline
     if params.get("disks") is not None or params.get("seed") is not None:
         ceph = ceph_options(params.get("ceph") or {})
         buses = {}
@@ -247,7 +248,7 @@ def wanted(params):
             if not isinstance(item, dict):
                 raise ParameterError(where, "must be a dict with a bridge")
             bridge = item.get("bridge")
-            if not isinstance(bridge, str) or not re.match(r"^[^/\s:]{1,15}$", bridge):
+            if not isinstance(bridge, str) or not re.match(r"^[^/\s:]{1,15}\Z", bridge):
                 raise ParameterError(where + ".bridge", "%r is not a bridge name (1-15 characters, no '/', ':' "
                                                         "or whitespace)" % (bridge,))
             mac = check_mac(where + ".mac", item["mac"]) if item.get("mac") is not None else None
@@ -781,3 +782,11 @@ def cpu_models(domain_capabilities):
             models.update(model.text for model in mode.findall("model")
                           if model.text and model.get("usable", "unknown") != "no")
     return {"modes": modes, "models": models}
+
+
+def max_vcpus(domain_capabilities):
+    """The most vCPUs a domain of libvirt's domain capabilities XML can have
+    (the machine type's limit), or None when it does not say."""
+    vcpu = ElementTree.fromstring(domain_capabilities).find("vcpu")
+    max_value = vcpu.get("max") if vcpu is not None else None
+    return int(max_value) if max_value and max_value.isdigit() else None

@@ -16,8 +16,8 @@ import re
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, check_bool, list_entry
 from ansible_collections.hardway.cloud.plugins.module_utils.vxlan import check_ifname
 
-DOMAIN = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
+DOMAIN = re.compile(r"^(?=.{1,253}\.?\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\Z")
 PREFERENCES = ("low", "medium", "high")
 INFINITY = "infinity"
 LIFETIME_MAX = 4294967294  # 0xffffffff means infinity on the wire
@@ -71,18 +71,19 @@ def wanted(params):
         raise ParameterError("prefixes", "lists a prefix twice")
 
     rdnss = []
-    for value in params.get("rdnss") or []:
+    for index, value in enumerate(params.get("rdnss") or []):
+        where = "rdnss[%d]" % index
         try:
             address = ipaddress.IPv6Address(value)
         except ValueError:
-            raise ParameterError("rdnss", "%r is not an IPv6 address" % (value,))
+            raise ParameterError(where, "%r is not an IPv6 address" % (value,))
         if address.is_multicast or address.is_unspecified:
-            raise ParameterError("rdnss", "%s is not a unicast address" % address)
+            raise ParameterError(where, "%s is not a unicast address" % address)
         rdnss.append(str(address))
     dnssl = []
-    for value in params.get("dnssl") or []:
+    for index, value in enumerate(params.get("dnssl") or []):
         if not isinstance(value, str) or not DOMAIN.match(value):
-            raise ParameterError("dnssl", "%r is not a domain name" % (value,))
+            raise ParameterError("dnssl[%d]" % index, "%r is not a domain name" % (value,))
         dnssl.append(value.rstrip(".").lower())
 
     routes = []

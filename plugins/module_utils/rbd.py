@@ -14,6 +14,7 @@ import copy
 import re
 
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError, list_entry, within
+from ansible_collections.hardway.cloud.plugins.module_utils.ceph import check_name
 from ansible_collections.hardway.cloud.plugins.module_utils.units import format_size, parse_size
 
 # librbd's feature bits (include/rbd/features.h), a stable ABI
@@ -28,21 +29,6 @@ SETTABLE = ("layering", "exclusive-lock", "object-map", "fast-diff", "deep-flatt
 MUTABLE = ("exclusive-lock", "object-map", "fast-diff", "journaling")
 DISABLE_ONLY = ("deep-flatten",)
 NEEDS = (("object-map", "exclusive-lock"), ("fast-diff", "object-map"), ("journaling", "exclusive-lock"))
-
-# a pool, namespace, image or snapshot name: the rbd CLI's separators (/ @),
-# whitespace and control characters would make it ambiguous or unprintable
-BAD_NAME = re.compile(r"[/@\s\x00-\x1f\x7f]")
-
-
-def check_name(parameter, value, what):
-    """A pool, namespace, image or snapshot name."""
-    if not isinstance(value, str) or not value:
-        raise ParameterError(parameter, "%s name %r is empty or not a string" % (what, value))
-    bad = BAD_NAME.search(value)
-    if bad:
-        raise ParameterError(parameter, "%s name %r may not contain %r ('/', '@', whitespace and control "
-                                        "characters are not allowed)" % (what, value, bad.group(0)))
-    return value
 
 
 def image_spec(pool, namespace, name, snapshot=None):

@@ -27,8 +27,8 @@ from ansible_collections.hardway.cloud.plugins.module_utils.units import parse_s
 
 # An instance's name is its domain's name, its hostname and the stem of its
 # volumes' names: a DNS label, which is safe in all three.
-LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 STATES = ("present", "running", "stopped", "absent")
 INSTANCE_KEYS = ("name", "tenant", "state", "flavor", "image", "networks", "hypervisor", "user_data",
                  "ssh_authorized_keys", "publish", "delete_volumes", "apply")

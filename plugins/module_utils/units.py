@@ -15,7 +15,7 @@ from fractions import Fraction
 from ansible_collections.hardway.cloud.plugins.module_utils.base import ParameterError
 
 UNITS = (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10))
-SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?:(?P<unit>[KMGTP])(?P<suffix>iB|i|B)?|B)?$",
+SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?:(?P<unit>[KMGTP])(?P<suffix>iB|i|B)?|B)?\Z",
                   re.IGNORECASE)
 
 

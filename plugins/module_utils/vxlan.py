@@ -23,7 +23,7 @@ VXLAN6_OVERHEAD = 70
 # to the 33:33:xx:xx:xx:xx Ethernet address) every group also gets its own
 # multicast MAC, so NICs and snooping switches filter per network.
 GROUP_BASE = ipaddress.IPv6Address("ff05::e000:0:0")
-IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 NETWORKD_DIR = "/etc/systemd/network"
 FILE_PREFIX = "60-hardway-"
 
@@ -83,18 +83,18 @@ def check_unicast(parameter, value):
     return address
 
 
-def check_interface_address(value):
+def check_interface_address(value, parameter="addresses"):
     try:
         interface = ipaddress.ip_interface(value)
     except ValueError:
-        raise ParameterError("addresses", "%r is not an address with a prefix length (e.g. 2001:db8:100::1/64)"
-                                          % (value,))
+        raise ParameterError(parameter, "%r is not an address with a prefix length (e.g. 2001:db8:100::1/64)"
+                                        % (value,))
     if "/" not in str(value):
-        raise ParameterError("addresses", "%r needs a prefix length (e.g. 2001:db8:100::1/64)" % (value,))
+        raise ParameterError(parameter, "%r needs a prefix length (e.g. 2001:db8:100::1/64)" % (value,))
     if interface.ip.is_multicast or interface.ip.is_unspecified or interface.ip.is_loopback:
-        raise ParameterError("addresses", "%s is not a unicast address" % interface.ip)
+        raise ParameterError(parameter, "%s is not a unicast address" % interface.ip)
     if interface.version == 6 and interface.ip.is_link_local:
-        raise ParameterError("addresses", "%s is link-local; the kernel manages link-local addresses" % interface.ip)
+        raise ParameterError(parameter, "%s is link-local; the kernel manages link-local addresses" % interface.ip)
     return interface.with_prefixlen
 
 
@@ -102,8 +102,8 @@ def wanted(params, underlay_mtu):
     """The wanted state from module parameters (already type-checked by
     Ansible); raises ParameterError on any value that makes no sense."""
     vni = check_vni(params["vni"])
-    bridge = check_ifname("bridge", params.get("bridge") or bridge_name(vni))
-    vxlan = check_ifname("name", params.get("name") or vxlan_name(vni))
+    bridge = check_ifname("bridge", bridge_name(vni) if params.get("bridge") is None else params["bridge"])
+    vxlan = check_ifname("name", vxlan_name(vni) if params.get("name") is None else params["name"])
     if bridge == vxlan:
         raise ParameterError("bridge", "the bridge and the VXLAN device cannot both be named %s" % bridge)
     device = params.get("device")
@@ -115,7 +115,8 @@ def wanted(params, underlay_mtu):
             raise ParameterError("remotes", "give either a multicast group or unicast remotes, not both")
         if not remotes:
             raise ParameterError("remotes", "needs at least one peer address")
-        peers = sorted(set(check_unicast("remotes", peer) for peer in remotes), key=lambda a: (a.version, a))
+        peers = sorted(set(check_unicast("remotes[%d]" % index, peer) for index, peer in enumerate(remotes)),
+                       key=lambda a: (a.version, a))
         remotes = [str(peer) for peer in peers]
         group = None
     else:
@@ -150,7 +151,8 @@ def wanted(params, underlay_mtu):
     if underlay_mtu is not None and mtu > underlay_mtu - VXLAN6_OVERHEAD:
         raise ParameterError("mtu", "%d does not fit into the underlay's MTU %d minus the VXLAN overhead of %d bytes"
                                     % (mtu, underlay_mtu, VXLAN6_OVERHEAD))
-    addresses = sorted(set(check_interface_address(a) for a in params.get("addresses") or []))
+    addresses = sorted(set(check_interface_address(address, "addresses[%d]" % index)
+                           for index, address in enumerate(params.get("addresses") or [])))
     return {
         "bridge": {"name": bridge, "mtu": mtu, "addresses": addresses,
                    "accept_ra": bool(params.get("accept_ra")), "up": True},

@@ -63,7 +63,8 @@ options:
     default: ""
   name:
     description:
-      - The image's name. Names with C(/), C(@), whitespace or control characters are refused.
+      - The image's name. It and the names of pools, namespaces and snapshots are letters, digits, C(.), C(_) and
+        C(-), not starting with C(-).
       - Exactly one of I(name) and I(volumes) is required.
     type: str
   state:
@@ -404,7 +405,7 @@ import os
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import rbd as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
-    HardwayModule, ModuleError, ParameterError, _AnsibleModule, _not_dicts, entry_parameter)
+    HardwayModule, ModuleError, ParameterError, _AnsibleModule)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
     HAS_RADOS, PACKAGES, Cluster, ceph_argument_spec, connection_options)
 
@@ -426,30 +427,22 @@ def _snapshot_options():
 
 
 class _Module(_AnsibleModule):
-    """Names the entry (volumes[2].state) in Ansible's own validation messages
-    about an entry of volumes, which name the option and the list only (the
-    messages about the single image's options stay as they were)."""
+    """Also says which entry of volumes a validation message is about
+    (``failed_entry``) and which image that entry is."""
 
-    def fail_json(self, msg, **kwargs):
-        given = getattr(self, "_given", None) or {}
-        if isinstance(msg, str) and "parameter" not in kwargs and not getattr(self, "_validated", False):
-            if msg.startswith("one of the following is required"):
-                kwargs["parameter"] = "name"
-            elif msg.startswith("dictionary requested") or "in the sub parameter field" in msg:
-                # _AnsibleModule names it (volumes[1]); which entry it is
-                where = _not_dicts(self.argument_spec, given)
-                if where and logic.entry_index(where[0]) is not None:
-                    kwargs["failed_entry"] = logic.entry_index(where[0])
-            else:
-                where = entry_parameter(self.argument_spec, given, msg, lists=("volumes",))
-                if where:
-                    index = logic.entry_index(where)
-                    kwargs.update(parameter=where, failed_entry=index)
-                    msg = "%s: %s" % (where, msg)
-                    entry = given["volumes"][index]
-                    if isinstance(entry.get("name"), str) and not where.endswith(".name"):
-                        msg += " (for image %s)" % entry["name"]
-        super(_Module, self).fail_json(msg, **kwargs)
+    def name_parameter(self, msg, kwargs):
+        if msg.startswith("one of the following is required"):
+            kwargs["parameter"] = "name"
+            return msg, kwargs
+        msg, kwargs = super(_Module, self).name_parameter(msg, kwargs)
+        index = logic.entry_index(kwargs.get("parameter") or "")
+        if index is not None:
+            kwargs["failed_entry"] = index
+            entry = ((getattr(self, "_given", None) or {}).get("volumes") or [])[index]
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str) \
+                    and not kwargs["parameter"].endswith(".name"):
+                msg += " (for image %s)" % entry["name"]
+        return msg, kwargs
 
 
 class _Failed(Exception):

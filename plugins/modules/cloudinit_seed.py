@@ -83,6 +83,8 @@ options:
     description:
       - The C(instance-id) of the meta-data. cloud-init runs its once-per-instance modules again when it changes,
         so keep it stable for the life of the VM (the VM's UUID or name is a good choice).
+      - 1 to 128 letters, digits, C(_), C(.), C(:) and C(-), starting with a letter or digit (cloud-init names a
+        directory on the guest after it).
       - Required when I(state=present).
     type: str
   hostname:

@@ -54,6 +54,7 @@ options:
   name:
     description:
       - The domain's name, unique on the host.
+      - Letters, digits, C(_), C(.) and C(-), starting with a letter, digit or C(_).
       - Exactly one of I(name) and I(instances) is required.
     type: str
   instances:
@@ -576,7 +577,6 @@ INSTANCE_OPTIONS = entry_options(ARGUMENT_SPEC, exclude=("uri", "instances"), re
 class KvmInstance(HardwayModule):
     argument_spec = ARGUMENT_SPEC
     module_kwargs = dict(mutually_exclusive=[("name", "instances")], required_one_of=[("name", "instances")])
-    entry_lists = ("disks", "interfaces")
 
     def run(self):
         if not HAS_LIBVIRT:
@@ -766,17 +766,33 @@ class Instance(object):
         model = target.get("cpu_model")
         if model is not None and model != (before or {}).get("cpu_model"):
             self._check_cpu_model(model, target["type"])
+        vcpus = target.get("vcpus")
+        if vcpus is not None and vcpus != (before or {}).get("vcpus"):
+            self._check_vcpus(vcpus, target["type"])
         known = set(logic.volumes(before))
         new = [(parameter, pool, image) for parameter, pool, image in logic.rbd_disks(self.want)
                if ("rbd", pool, image) not in known]
         if new and self.host is not None:
             self._check_rbd_images(new)
 
-    def _check_cpu_model(self, model, virt_type):
+    def _domain_capabilities(self, virt_type):
+        """libvirt's domain capabilities XML for ``virt_type`` domains, or None
+        for a driver without them (the test driver: libvirt checks at start)."""
         try:
-            caps = self.conn.getDomainCapabilities(None, None, None, virt_type)
+            return self.conn.getDomainCapabilities(None, None, None, virt_type)
         except libvirt.libvirtError:
-            # a driver without domain capabilities (the test driver): libvirt checks at start
+            return None
+
+    def _check_vcpus(self, vcpus, virt_type):
+        caps = self._domain_capabilities(virt_type)
+        most = logic.max_vcpus(caps) if caps else None
+        if most is not None and vcpus > most:
+            raise ParameterError("vcpus", "%d is more than %s domains can have on this host (%d)"
+                                 % (vcpus, virt_type, most))
+
+    def _check_cpu_model(self, model, virt_type):
+        caps = self._domain_capabilities(virt_type)
+        if caps is None:
             return
         supported = logic.cpu_models(caps)
         if model in logic.CPU_MODES:

@@ -394,7 +394,7 @@ class VxlanNetwork(HardwayModule):
         params = self.params
         vni = logic.check_vni(params["vni"])
         if params["netns"]:
-            if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", params["netns"]):
+            if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z", params["netns"]):
                 raise ParameterError("netns", "%r is not a network namespace name" % (params["netns"],))
             if not os.path.exists("/run/netns/%s" % params["netns"]):
                 raise ParameterError("netns", "there is no network namespace named %s" % params["netns"])

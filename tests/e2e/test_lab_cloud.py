@@ -1,7 +1,8 @@
 """`make lab` end to end: the lab cloud built by site.yml from nothing, its
 instances answering on the edge's frontend, read back by the `cluster`
-inventory and reached through it; a second run changes nothing; an instance
-set to absent goes, and only it.
+inventory and reached through it; no secret in that run's output (at -vvv,
+with diffs), in a host's journal or in a file others can read; a second run
+changes nothing; an instance set to absent goes, and only it.
 
 One lab for the module, in the order a user would go; each test needs the
 ones before it.
@@ -52,7 +53,8 @@ def built(lab_name):
     try:
         state = lab.up(topo, fresh=True, log=lambda _msg: None)
         images.ensure("tenant", lab.cache_dir(), log=lambda _msg: None)
-        recap, output = playbook(state, "site.yml")
+        # as an operator runs it to paste the output into a bug report
+        recap, output = playbook(state, "site.yml", "-vvv", "--diff")
         yield {"state": state, "recap": recap, "output": output}
     finally:
         lab.down(lab_name, log=lambda _msg: None)
@@ -79,6 +81,53 @@ def test_the_cloud_is_built_and_its_instances_answer_on_the_edge_frontend(built)
         assert name in domains(state, hostvars["hardway_vm_hypervisor"])
     for group in ("tenant_demo", "network_net100", "hypervisor_hv1", "hypervisor_hv2", "state_running"):
         assert "@" + group in seen["graph"]
+
+
+def test_no_secret_is_in_the_output_a_journal_or_a_file_others_can_read(built):
+    """The cephx keys of every Ceph entity and the lab's SSH private key are
+    in none of the first run's output, nor the journal of any lab host (where
+    Ansible logs every module's arguments); every key file is its daemon's or
+    root's and not readable by others."""
+    state = built["state"]
+    listed = ssh(state, "stor1", "ceph auth ls 2>/dev/null")
+    # {secret: whose}
+    secrets = dict((key, entity) for entity, key in re.findall(r"^(\S+)\n\s*key:\s*(\S+)\s*$", listed, re.MULTILINE))
+    assert {"client.admin", "client.hypervisor", "osd.0"} <= set(secrets.values()), sorted(secrets.values())
+    with open(state["private_key"], encoding="ascii") as src:
+        secrets.update((line, "the SSH private key") for line in src.read().splitlines()
+                       if line and not line.startswith("-----"))
+
+    def leaked(text):
+        """Whose secrets are in ``text``, and the lines they are on (the secrets masked)."""
+        found = [(whose, line.replace(secret, "<SECRET>")[:300]) for secret, whose in secrets.items()
+                 for line in text.splitlines() if secret in line]
+        return found[:5]
+
+    assert not leaked(built["output"]), "secrets in site.yml's output: %s" % leaked(built["output"])
+    for host in ("hv1", "hv2", "stor1", "edge1"):
+        journal = ssh(state, host, "journalctl -q -o cat --no-pager")
+        assert "Invoked with" in journal, "%s: the journal has no module invocations to look at" % host
+        assert not leaked(journal), "secrets in %s's journal: %s" % (host, leaked(journal))
+        files = ssh(state, host, "stat -c '%n %a %U' /etc/ceph/*.keyring /var/lib/ceph/*/*keyring "
+                                 "/var/lib/ceph/*/*/keyring /etc/libvirt/secrets/* 2>/dev/null; true")
+        for line in files.splitlines():
+            path, mode, owner = line.rsplit(" ", 2)
+            assert int(mode, 8) & 0o027 == 0, "%s on %s is mode %s" % (path, host, mode)
+            assert owner == ("ceph" if path.startswith("/var/lib/ceph/") else "root"), (host, line)
+        if host in ("hv1", "hv2", "stor1"):
+            assert ".keyring" in files, "%s: no key files found to check" % host
+
+
+def test_the_edges_runtime_sockets_are_not_reachable_from_the_network(built):
+    """HAProxy listens on TCP only where the frontends bind (port 80 in the
+    lab); its master CLI and the workers' runtime socket are local sockets of
+    root (and the haproxy group), which nobody else can open."""
+    state = built["state"]
+    listening = ssh(state, "edge1", "ss -Hltunp")
+    assert set(re.findall(r":(\d+)\s+\S+\s+users:\(\(\"haproxy\"", listening)) == {"80"}, listening
+    sockets = ssh(state, "edge1", "stat -c '%n %F %a %U %G' /run/haproxy-master.sock /run/haproxy/admin.sock")
+    assert sockets.splitlines() == ["/run/haproxy-master.sock socket 600 root root",
+                                    "/run/haproxy/admin.sock socket 660 root haproxy"], sockets
 
 
 def test_a_second_run_changes_nothing(built):

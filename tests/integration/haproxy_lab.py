@@ -79,12 +79,23 @@ class Haproxy:
         with open(self.main, "w") as handle:
             handle.write(MAIN_CFG.format(dir=directory))
         self.master_socket = os.path.join(directory, "master.sock")
-        self.log = open(os.path.join(directory, "haproxy.log"), "w")
+        self.proc = self.log = None
+        self.start()
+
+    def start(self):
+        """Start HAProxy (again, after close() or kill())."""
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "a")
         self.proc = subprocess.Popen(["haproxy", "-W", "-S", self.master_socket, "-f", self.main, "-f", self.conf_d],
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         if not until(self._started, 10):
             self.close()
             raise AssertionError("haproxy did not start: %s" % open(self.log.name).read())
+
+    def crash(self):
+        """HAProxy killed at once, master and workers, its master socket left behind."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
 
     def _started(self):
         try:
@@ -131,6 +142,7 @@ class Haproxy:
 
     def close(self):
         if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)

@@ -16,6 +16,8 @@ import pytest
 from labhosts import images, lab
 from virt import Domain
 
+import badinput
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NAME = "kvmt1"
 LIVE = "kvmt-live"
@@ -202,6 +204,64 @@ def test_a_batch_is_planned_whole_then_converged_in_order(host, guest, tmp_path)
     gone = module(host, tmp_path, {"instances": list(BATCH), "state": "absent"})
     assert gone["changed"] and [entry["state"] for entry in gone["instances"]] == ["absent"] * 5, gone
     assert not set(BATCH) & set(defined(host))
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(host, guest, tmp_path):
+    """Every case in one playbook run on the host (a task looped over the
+    cases, failures kept), the host's domains and their definitions compared
+    before and after."""
+    valid = {"name": "kvmt-corpus", "state": "running", "virt_type": "qemu", "memory": 128, "vcpus": 1,
+             "kernel": guest["kernel"], "initrd": guest["initrd"], "cmdline": guest["cmdline"],
+             "interfaces": [{"bridge": BRIDGE, "prefix": "2001:db8:7f::/64"}],
+             "disks": [{"path": guest["initrd"], "readonly": True}], "metadata": {"tenant": "acme"},
+             "shutdown_timeout": 0}
+    bad = {"memory": [0, -1, "10X", "1.5.5G", "512MB", [128]], "vcpus": [0, -1, 100000],
+           "interfaces[].mac": ["zz:00:00:00:00:01", "01:00:00:00:00:01", "02:00:00:00:00", "02-00-00-00-00-01"],
+           "interfaces[].prefix": ["2001:db8::/48", "10.0.0.0/24", "zz::/64", "2001:db8::1/64"],
+           "disks[].path": ["relative.img", "/no/such/disk.img"], "disks[].boot_order": [0, -1],
+           "kernel": ["/no/such/kernel", "vmlinuz"], "shutdown_timeout": [-1], "wait_timeout": [-1],
+           "serial_log": ["serial.log"], "cmdline": ["a\x00b", "a\x1bb"], "name": ["-a", ".a", "a/b", "a:b"]}
+    cases = badinput.corpus(badinput.argument_spec("kvm_instance"), valid,
+                            names=("name", "interfaces[].bridge", "interfaces[].mac", "interfaces[].prefix",
+                                   "cpu_model"),
+                            skip=("uri",), bad=bad)
+    cases += [("instances[0]: " + label, {"instances": [args], "shutdown_timeout": 0}, "instances[0]." + parameter)
+              for label, args, parameter in badinput.corpus(badinput.load("kvm_instance").INSTANCE_OPTIONS,
+                                                            valid, names=("name", "interfaces[].bridge"), bad=bad)]
+    assert len(cases) >= 200
+
+    def snapshot():
+        return [(name, virsh(host, "dumpxml", "--inactive", name)) for name in sorted(defined(host))]
+
+    before = snapshot()
+    results = loop_module(host, tmp_path, [args for _label, args, _parameter in cases])
+    outcomes = iter(results)
+    found = badinput.problems(cases, lambda _args: next(outcomes), lambda: None)
+    assert not found, "\n".join(found)
+    assert snapshot() == before
+
+
+def loop_module(host, tmp_path, cases, name="kvm_instance"):
+    """The results of a module run on hv1 once for each argument set of
+    ``cases``, in one playbook run (failures kept)."""
+    playbook, out = tmp_path / "loop.yml", tmp_path / "results.json"
+    playbook.write_text(json.dumps([{"hosts": "hv1", "gather_facts": False, "tasks": [
+        {"name": "each case", "hardway.cloud." + name: "{{ item }}", "loop": "{{ cases }}",
+         "loop_control": {"label": "{{ ansible_loop.index0 }}", "extended": True}, "ignore_errors": True,
+         "register": "out"},
+        {"name": "keep the results", "ansible.builtin.copy": {"content": "{{ out.results | to_json }}",
+                                                              "dest": str(out)},
+         "delegate_to": "localhost"}]}]))
+    (tmp_path / "cases.json").write_text(json.dumps({"cases": cases}))
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", host.state["inventory"],
+               str(playbook), "-e", "@%s" % (tmp_path / "cases.json")]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".tmp", "collections"),
+               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert len(results) == len(cases)
+    return results
 
 
 def live(host, name):

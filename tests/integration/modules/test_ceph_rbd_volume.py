@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from module_runner import run_module
+import badinput
 
 MIB = 1 << 20
 
@@ -478,7 +479,7 @@ def test_missing_pool_namespace_and_parent(volumes):
     ({"source": "/nonexistent/debian.qcow2"}, "source"),
     ({"size": "4M", "snapshots": [{"name": "a/b"}]}, "snapshots[0].name"),
     ({"size": "4M", "snapshots": [{"name": "a"}, {"name": "a"}]}, "snapshots[1].name"),
-    ({"size": "4M", "snapshots": [{"name": "a", "state": "gone"}]}, "snapshots.state"),
+    ({"size": "4M", "snapshots": [{"name": "a", "state": "gone"}]}, "snapshots[0].state"),
     ({"size": "4M", "snapshots": "base"}, "snapshots"),
     ({"size": "4M", "features": ["bogus"]}, "features[0]"),
     ({"size": "4M", "features": ["fast-diff"]}, "features"),
@@ -645,11 +646,11 @@ def test_batch_with_a_bad_entry_in_the_middle_changes_nothing(volumes):
             ({"name": second, "bogus": 1}, "volumes[1].bogus", "bogus"),
             ({"name": second, "snapshots": [{"name": "a"}, {"name": "b", "state": "gone"}]},
              "volumes[1].snapshots[1].state", "must be one of"),
-            ({"name": second, "snapshots": [{"name": "a/b"}]}, "volumes[1].snapshots[0].name", "may not contain"),
+            ({"name": second, "snapshots": [{"name": "a/b"}]}, "volumes[1].snapshots[0].name", "not a Ceph"),
             ({"name": second, "features": ["fast-diff"]}, "volumes[1].features", "needs object-map"),
             ({"name": second, "source": "%s/hw-no-such-image@base" % volumes.pool}, "volumes[1].source",
              "does not exist"),
-            ({"name": "a b"}, "volumes[1].name", "may not contain"),
+            ({"name": "a b"}, "volumes[1].name", "not a Ceph"),
             ({"size": "4M"}, "volumes[1].name", "missing required arguments"),
             ("just-a-name", "volumes[1]", "must be a dict"),
             ({"name": second, "pool": "hw-no-such-pool"}, "volumes[1].pool", "hw-no-such-pool does not exist"),
@@ -710,3 +711,22 @@ def test_batch_stops_at_the_first_entry_that_fails_to_apply(volumes):
     finally:
         volumes.ceph.rbd("group", "image", "remove", group, volumes.spec(grouped), check=False)
         volumes.ceph.rbd("group", "remove", group, check=False)
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(volumes):
+    name = volumes.new("corpus")
+    valid = dict(volumes.ceph.connection(), pool=volumes.pool, name=name, size="4M", snapshots=[{"name": "s1"}])
+    ceph_names = ["-a", "a:b", "a=b", "a/b", "a@b"]
+    cases = badinput.corpus(badinput.argument_spec("ceph_rbd_volume"), valid,
+                            names=("name", "pool", "user", "snapshots[].name"), needed=("size",),
+                            # no namespace is the default namespace
+                            bad={"namespace": [value for value in badinput.METACHARACTERS if value] + ceph_names,
+                                 "name": ceph_names, "pool": ceph_names, "snapshots[].name": ceph_names,
+                                 "size": ["-1", "10X", "1.5.5G", "4MB", "0", "", [4]], "timeout": [0, -1],
+                                 "source": ["%s/base" % volumes.pool, "%s/base@" % volumes.pool, "a/b/c/d@s",
+                                            "relative.qcow2", "/no/such/file.qcow2"],
+                                 "features[]": ["no-such-feature", "striping"], "cluster": ["", "a b"]})
+    assert len(cases) >= 100
+    found = badinput.problems(cases, lambda args: run_module("ceph_rbd_volume", args), volumes.names)
+    assert not found, "\n".join(found)
+    assert name not in volumes.names()

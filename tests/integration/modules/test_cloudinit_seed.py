@@ -6,10 +6,15 @@ tests/integration/lab/test_first_boot.py."""
 import hashlib
 import json
 import os
+import stat
+import subprocess
+import sys
 
 import pytest
 
-from module_runner import run_module
+from module_runner import COLLECTIONS, run_module
+
+import badinput
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8dbOPN3UC4XqnCRmHCDrxfzKaQuC+/ke1LB0p3Rc2K admin@example.org"
 SECRET = "s3cret-Pa55word"
@@ -197,3 +202,63 @@ def test_a_bad_entry_fails_naming_it_and_nothing_is_written(tmp_path, change, pa
     assert result["msg"].startswith(parameter) and result.get("failed_entry") == 1, result
     assert not result.get("changed") and os.listdir(tmp_path) == []
     assert SECRET not in json.dumps(result)
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(tmp_path):
+    valid = seed_args(tmp_path / "x.iso")
+    bad = {"hostname": ["-web", "web-", "a..b", "x" * 64], "instance_id": ["../../etc", "x" * 129],
+           "ssh_authorized_keys[]": ["not a key", "ssh-rsa", "ssh-ed25519 AAAA", KEY + "\n" + KEY,
+                                     "-----BEGIN OPENSSH PRIVATE KEY-----"],
+           "user_data": ["just text", "#cloud-config\n[1, 2]\n", "#cloud-config\nusers: [\n", 5],
+           "meta_data": [{"instance-id": "x"}], "network_config": [{"version": 3}],
+           "dest": [str(tmp_path / "missing" / "x.iso"), str(tmp_path)]}
+    cases = badinput.corpus(badinput.argument_spec("cloudinit_seed"), valid, names=("instance_id", "hostname"),
+                            bad=bad, needed=("instance_id",))
+    # the same for an entry of seeds
+    entry = dict((key, value) for key, value in valid.items() if key != "user_data")
+    for label, args, parameter in badinput.corpus(badinput.load("cloudinit_seed").SEED_OPTIONS, entry,
+                                                  names=("instance_id", "hostname"), bad=bad,
+                                                  needed=("instance_id",)):
+        cases.append(("seeds[0]: " + label, {"seeds": [args]}, "seeds[0]." + parameter))
+    assert len(cases) >= 60
+    found = badinput.problems(cases, lambda args: run_module("cloudinit_seed", args),
+                              lambda: sorted(os.listdir(tmp_path)))
+    assert not found, "\n".join(found)
+
+
+def test_no_secret_in_a_playbook_run_at_vvv_with_diff(tmp_path):
+    """What an operator pastes into a bug report: ansible-playbook -vvv --diff
+    run twice (changes, then none) with a seed, a batch of seeds and a batch
+    that fails on a bad entry; the user-data and vendor-data passwords are in
+    none of it, and the seeds that hold them are the owner's only."""
+    other = SECRET + "-vendor"
+    tasks = [
+        {"name": "one seed",
+         "hardway.cloud.cloudinit_seed": seed_args(tmp_path / "one.iso", vendor_data={"password": other})},
+        {"name": "a batch", "hardway.cloud.cloudinit_seed": {
+            "user_data": "#cloud-config\npassword: %s\n" % SECRET,
+            "seeds": [{"dest": str(tmp_path / ("vm%d.iso" % index)), "instance_id": "vm%d" % index,
+                       "vendor_data": {"password": other}} for index in range(2)]}},
+        {"name": "a batch with a bad entry", "ignore_errors": True, "hardway.cloud.cloudinit_seed": {
+            "user_data": {"password": SECRET}, "seeds": [
+                {"dest": str(tmp_path / "vm9.iso"), "instance_id": "vm9", "vendor_data": {"password": other}},
+                {"dest": str(tmp_path / "vm10.iso"), "instance_id": "vm 10"}]}},
+    ]
+    playbook = tmp_path / "seeds.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "tasks": tasks}]))
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-vvv",
+               "--diff", str(playbook), "-e", "ansible_python_interpreter=" + sys.executable]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS)
+    outputs = []
+    for _run in range(2):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        outputs.append(proc.stdout + proc.stderr)
+    assert "changed=2" in outputs[0] and "changed=0" in outputs[1] and "failed=0" in outputs[1], outputs[1][-2000:]
+    assert "seeds[1].instance_id" in outputs[0]
+    for output in outputs:
+        assert SECRET not in output and other not in output
+    for name in ("one.iso", "vm0.iso", "vm1.iso"):
+        assert stat.S_IMODE(os.stat(str(tmp_path / name)).st_mode) == 0o600
+    assert not os.path.exists(str(tmp_path / "vm9.iso"))

@@ -3,12 +3,16 @@ tests) on loopback, with real HTTP servers behind it."""
 
 import os
 import re
+import signal
 import socket
 import subprocess
 
 import pytest
 
 from haproxy_lab import Backend, Haproxy, Load, free_port, get, until, wait_serving
+from module_runner import run_module
+
+import badinput
 
 OTHER = """# hand-written, not ours: must survive every change byte for byte
 frontend other
@@ -287,3 +291,66 @@ def test_wrong_types_name_the_parameter(proxy, args, parameter):
     assert result.get("failed") and result.get("parameter") == parameter, result
     result = proxy.run(name="web", bind=["[::1]:1"], servers=[{"name": "a", "address": "::1", "port": "eighty"}])
     assert result.get("failed") and "'port'" in result["msg"] and "servers" in result["msg"], result
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(proxy, backends):
+    check = {"interval": 200, "rise": 1, "fall": 1, "http_path": "/health"}
+    valid = web(backends, free_port(), "b0", health_check=check)
+    cases = badinput.corpus(badinput.argument_spec("haproxy_frontend"), valid,
+                            names=("name", "servers[].name", "servers[].address", "bind[]", "health_check.http_path"),
+                            bad={"servers[].port": [0, 65536, -1], "servers[].weight": [-1, 257],
+                                 "servers[].address": ["2001:db8::zz", "::1/128", " ::1", "ff02::1"],
+                                 "bind[]": ["[::1]:0", "[::1]:65536", "[::1]", "2001:db8::zz:80", "[::1]:80 ssl",
+                                            "::1:80", {"address": "::1"}, 0],
+                                 "health_check.interval": [0, -5], "health_check.rise": [0], "health_check.fall": [0],
+                                 "health_check.expect_status": [99, 600], "health_check.http_path": ["health"],
+                                 "timeout": [0, -1]})
+    assert len(cases) >= 50
+    found = badinput.problems(cases, lambda args: proxy.run(**args),
+                              lambda: (proxy.files(), proxy.reloads()))
+    assert not found, "\n".join(found)
+
+
+def bodies(port, count=8):
+    """The bodies of ``count`` requests through the frontend (the backends' labels)."""
+    return set(get(port)[1] for _attempt in range(count))
+
+
+def test_haproxy_crashed_during_a_run_then_started_again_converges(proxy, backends):
+    """A fault: HAProxy is down (killed, its master socket left behind) when
+    the module runs. The module writes the validated configuration, says that
+    HAProxy is not running, and fails nothing; HAProxy started again serves
+    it; a re-run changes nothing."""
+    port = free_port()
+    assert proxy.run(**web(backends, port, "b0"))["changed"]
+    wait_serving(port, "b0")
+    proxy.crash()
+    assert os.path.exists(proxy.master_socket)
+    result = proxy.run(**web(backends, port, "b0", "b1"))
+    assert result["changed"] and not result.get("failed"), result
+    assert any("not running" in str(warning) for warning in result.get("warnings", [])), result
+    proxy.start()
+    wait_serving(port)
+    assert until(lambda: bodies(port) == {"b0", "b1"}), bodies(port)
+    again = proxy.run(**web(backends, port, "b0", "b1"))
+    assert not again["changed"] and not again.get("failed"), again
+
+
+def test_a_hung_haproxy_fails_the_run_within_its_timeout_and_changes_nothing(proxy, backends):
+    """A fault: HAProxy's master hangs (stopped). The module fails naming
+    HAProxy's master socket after its timeout instead of waiting for ever
+    (run_module gives up after 60 s), the configuration stays as it was; once
+    HAProxy answers again a re-run converges."""
+    port = free_port()
+    assert proxy.run(**web(backends, port, "b0"))["changed"]
+    before = proxy.files()
+    os.kill(proxy.proc.pid, signal.SIGSTOP)
+    try:
+        result = run_module("haproxy_frontend", proxy.args(timeout=3, **web(backends, port, "b0", "b1")), timeout=60)
+    finally:
+        os.kill(proxy.proc.pid, signal.SIGCONT)
+    assert result.get("failed") and "master socket" in result["msg"] and "did not answer" in result["msg"], result
+    assert proxy.files() == before
+    result = proxy.run(**web(backends, port, "b0", "b1"))
+    assert result["changed"] and result.get("reloaded"), result
+    assert until(lambda: bodies(port) == {"b0", "b1"}), bodies(port)

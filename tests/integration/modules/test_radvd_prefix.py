@@ -8,6 +8,8 @@ import pytest
 from module_runner import run_module
 from netfabric import eui64, routed_network, wait_for
 
+import badinput
+
 PREFIX = "2001:db8:100::/64"
 MAC1, MAC2 = "02:00:f0:a9:c4:4e", "02:00:00:00:02:02"
 OTHER = """# hand-written, not ours: must survive every change byte for byte
@@ -70,9 +72,13 @@ def test_first_stanza_is_added_beside_the_others(cloud):
     assert result["diff"]["before"] == "" and "prefix 2001:db8:100::/64 {" in result["diff"]["after"]
 
 
-def test_vms_on_both_hypervisors_get_slaac_addresses_and_dns(cloud):
+def start_radvd(cloud):
     cloud.spawn("edge", ["radvd", "--nodaemon", "--config", cloud.conf, "--pidfile", cloud.pid,
                          "--logmethod", "logfile", "--logfile", cloud.log, "--debug", "1"])
+
+
+def test_vms_on_both_hypervisors_get_slaac_addresses_and_dns(cloud):
+    start_radvd(cloud)
     assert wait_for(lambda: os.path.exists(cloud.pid)), "radvd did not start"
     for vm, mac in (("vm1", MAC1), ("vm2", MAC2)):
         expected = eui64(PREFIX, mac) + "/64"
@@ -111,6 +117,25 @@ def test_a_change_is_validated_written_and_reloaded(cloud):
     assert advert, "the VM does not see the new search list"
 
 
+def test_radvd_crashed_during_a_run_then_started_again_converges(cloud):
+    """A fault: radvd is killed (its pid file left behind) when the module
+    runs. The module writes the validated file, says radvd is not running and
+    fails nothing; radvd started again advertises it; a re-run changes nothing."""
+    daemon = cloud.processes[-1]
+    daemon.kill()
+    daemon.wait(10)
+    assert os.path.exists(cloud.pid)
+    wanted = changed(dnssl=["example.org", "fault.example"])
+    result = advertise(cloud, **wanted)
+    assert result["changed"] and not result.get("failed") and result["service_action"] is None, result
+    assert "radvd is not running" in str(result.get("warnings")), result
+    start_radvd(cloud)
+    assert wait_for(lambda: "fault.example" in cloud.exec("vm2", ["rdisc6", "-1", "-r", "3", "eth0"]).stdout, 30), \
+        "the VM does not see what radvd was given while it was down"
+    again = advertise(cloud, **wanted)
+    assert not again["changed"] and not again.get("failed"), again
+
+
 def test_a_hand_edit_of_the_stanza_is_corrected_and_shown(cloud):
     edited = read(cloud.conf).replace("MaxRtrAdvInterval 4;", "MaxRtrAdvInterval 600;")
     with open(cloud.conf, "w") as handle:
@@ -147,10 +172,10 @@ def test_a_file_radvd_rejects_is_not_installed(cloud):
     ({"prefixes": [{"prefix": PREFIX, "onlink": True}]}, "prefixes[0]", "unknown keys onlink"),
     ({"prefixes": [{"on_link": True}]}, "prefixes[0]", "needs a 'prefix'"),
     ({"prefixes": [PREFIX, PREFIX]}, "prefixes", "twice"),
-    ({"rdnss": ["2001:db8::53;"]}, "rdnss", "not an IPv6 address"),
-    ({"rdnss": ["ff02::1"]}, "rdnss", "not a unicast"),
-    ({"dnssl": ["exa mple.org"]}, "dnssl", "not a domain name"),
-    ({"dnssl": ["x.org; };"]}, "dnssl", "not a domain name"),
+    ({"rdnss": ["2001:db8::53;"]}, "rdnss[0]", "not an IPv6 address"),
+    ({"rdnss": ["ff02::1"]}, "rdnss[0]", "not a unicast"),
+    ({"dnssl": ["exa mple.org"]}, "dnssl[0]", "not a domain name"),
+    ({"dnssl": ["x.org; };"]}, "dnssl[0]", "not a domain name"),
     ({"routes": [{"route": "2001:db8::/48", "preference": "urgent"}]}, "routes[0].preference", "not one of"),
     ({"min_interval": 9, "max_interval": 10}, "min_interval", "0.75"),
     ({"max_interval": 2}, "max_interval", "out of range"),
@@ -174,3 +199,20 @@ def test_absent_removes_only_its_stanza_and_the_last_one_stops_radvd(cloud):
     result = advertise(cloud, interface="br-other", state="absent")
     assert result["changed"] and result["interfaces"] == [] and result["service_action"] == "stopped", result
     assert wait_for(lambda: cloud.processes[-1].poll() is not None, timeout=10), "radvd still runs without interfaces"
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(cloud):
+    valid = changed(interface="br-vni100", prefixes=[{"prefix": PREFIX}])
+    cases = badinput.corpus(badinput.argument_spec("radvd_prefix"), valid, names=("interface", "dnssl[]", "rdnss[]"),
+                            bad={"prefixes[]": ["2001:db8::/48", "2001:db8::1/64", "10.0.0.0/24", "zz::/64",
+                                                {"prefix": PREFIX, "valid_lifetime": -1}],
+                                 "rdnss[]": ["ff02::1", "::", "192.0.2.53"], "dnssl[]": ["-a.org", "a..org"],
+                                 "routes[]": ["2001:db8::/129", "zz::/48", {"route": "2001:db8::/48", "lifetime": -1}],
+                                 "mtu": [1000, 70000], "max_interval": [2, 2000], "min_interval": [1, 2000],
+                                 "default_lifetime": [1, 10000], "rdnss_lifetime": [-1, "soon"],
+                                 "dnssl_lifetime": [-1, "soon"]})
+    assert len(cases) >= 30
+    found = badinput.problems(cases, lambda args: run_module("radvd_prefix", dict(args, config=cloud.conf,
+                                                                                  pid_file=cloud.pid)),
+                              lambda: (read(cloud.conf), reloads(cloud)))
+    assert not found, "\n".join(found)

@@ -1,10 +1,14 @@
 """vxlan_network against the kernel's netlink, in network namespaces: two
 hypervisors and an edge host on an IPv6 underlay, VMs on the tenant bridges."""
 
+import re
+
 import pytest
 
 from module_runner import run_module
 from netfabric import Fabric
+
+import badinput
 
 MAC1, MAC2, MAC3 = "02:00:00:00:01:01", "02:00:00:00:02:02", "02:00:00:00:03:03"
 
@@ -27,8 +31,12 @@ def vxlan(fabric, host, **args):
 
 
 def state(fabric, host):
+    """The host's links, addresses and forwarding entries, without what the
+    kernel changes on its own as time passes (lifetimes, the end of duplicate
+    address detection)."""
     commands = (["ip", "-o", "link"], ["ip", "-o", "addr"], ["bridge", "fdb", "show"])
-    return [fabric.exec(host, argv).stdout for argv in commands]
+    return [re.sub(r" (tentative|valid_lft \S+|preferred_lft \S+)", "", fabric.exec(host, argv).stdout)
+            for argv in commands]
 
 
 def link(fabric, host, name):
@@ -179,11 +187,11 @@ def test_unicast_remotes_work_where_the_underlay_drops_multicast():
     ({"vni": 100, "bridge": "br-with-a-very-long-name"}, "bridge", "not a usable interface name"),
     ({"vni": 100, "mtu": 9000}, "mtu", "does not fit"),
     ({"vni": 100, "mtu": 1000}, "mtu", "1280"),
-    ({"vni": 100, "addresses": ["2001:db8::1"]}, "addresses", "prefix length"),
-    ({"vni": 100, "addresses": ["fe80::1/64"]}, "addresses", "link-local"),
+    ({"vni": 100, "addresses": ["2001:db8::1"]}, "addresses[0]", "prefix length"),
+    ({"vni": 100, "addresses": ["2001:db8::1/64", "fe80::1/64"]}, "addresses[1]", "link-local"),
     ({"vni": 100, "dstport": 70000}, "dstport", "UDP port"),
     ({"vni": 100, "ttl": 0}, "ttl", "hop limit"),
-    ({"vni": 100, "remotes": ["ff05::1"], "device": None}, "remotes", "not a unicast"),
+    ({"vni": 100, "remotes": ["ff05::1"], "device": None}, "remotes[0]", "not a unicast"),
     ({"vni": 100, "remotes": [], "device": None}, "remotes", "at least one"),
     ({"vni": 100, "remotes": ["2001:db8::2"], "local": "192.0.2.1", "device": None}, "local", "address family"),
     ({"vni": 100, "netns": "no-such-netns-here"}, "netns", "no network namespace"),
@@ -207,3 +215,17 @@ def test_mutually_exclusive_options_are_refused():
     assert result.get("failed") and "mutually exclusive" in result["msg"] and "group" in result["msg"]
     result = run_module("vxlan_network", {"vni": 5, "netns": "x", "persist": True})
     assert result.get("failed") and "netns" in result["msg"] and "persist" in result["msg"]
+
+
+def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(fabric):
+    valid = {"vni": 100, "device": "eth0", "netns": fabric.ns("hv1")}
+    # persist and netns are mutually exclusive: a persist of any value is refused for that first
+    cases = badinput.corpus(badinput.argument_spec("vxlan_network"), valid, names=("device", "bridge", "name"),
+                            skip=("netns", "persist"),
+                            bad={"vni": [0, 16777216, -1], "group": ["2001:db8::1", "239.1.1.1", "ff05::zz"],
+                                 "local": ["ff02::1", "zz::1", "::"], "mtu": [100, 70000], "ttl": [-1, 256],
+                                 "dstport": [0, 65536], "addresses[]": ["2001:db8::1/129", "zz::/64", "ff02::1/64"],
+                                 "remotes[]": ["ff02::1", "zz::1"], "device": ["x" * 16]})
+    assert len(cases) >= 30
+    found = badinput.problems(cases, lambda args: run_module("vxlan_network", args), lambda: state(fabric, "hv1"))
+    assert not found, "\n".join(found)

@@ -64,6 +64,8 @@ def test_network_config_and_vendor_data():
 @pytest.mark.parametrize("extra,parameter", [
     ({"instance_id": None}, "instance_id"),
     ({"instance_id": "a b"}, "instance_id"),
+    ({"instance_id": "../../etc"}, "instance_id"),
+    ({"instance_id": "vm1\n"}, "instance_id"),
     ({"instance_id": ""}, "instance_id"),
     ({"hostname": "web_1"}, "hostname"),
     ({"hostname": "-web"}, "hostname"),

@@ -200,7 +200,11 @@ def test_the_cpu_libvirt_chose_is_no_reason_to_restart():
 
 @pytest.mark.parametrize("params, parameter", [
     ({"name": "a b"}, "name"),
+    ({"name": "$(reboot)"}, "name"),
+    ({"name": "web1\n"}, "name"),
+    ({"name": "-web1"}, "name"),
     ({"name": "x", "vcpus": 0}, "vcpus"),
+    ({"name": "x", "cmdline": "console=ttyS0\x00"}, "cmdline"),
     ({"name": "x", "virt_type": "xen"}, "virt_type"),
     ({"name": "x", "disks": [{"path": "relative.img"}]}, "disks[0].path"),
     ({"name": "x", "disks": [{"path": "/a"}, {"path": "/b", "format": "vmdk"}]}, "disks[1].format"),
@@ -369,3 +373,8 @@ def test_rbd_errors_are_traced_to_the_disk():
     want = logic.wanted({"name": "x", "disks": [{"path": "/a"}, {"rbd": {"pool": "vms", "image": "x-root"}}]})
     assert logic.parameter_of_error("error reading header from vms/x-root: No such file", want) == "disks[1].rbd"
     assert logic.parameter_of_error("secret 'client.hypervisor secret' not found", want) == "ceph.secret"
+
+
+def test_max_vcpus_is_the_machine_types_limit_from_the_domain_capabilities():
+    assert logic.max_vcpus("<domainCapabilities><vcpu max='255'/></domainCapabilities>") == 255
+    assert logic.max_vcpus("<domainCapabilities><path>/usr/bin/qemu</path></domainCapabilities>") is None

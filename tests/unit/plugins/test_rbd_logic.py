@@ -72,7 +72,8 @@ def test_format_size():
     assert units.format_size(GIB + GIB // 4) == "1.25 GiB"
 
 
-@pytest.mark.parametrize("name", ["a/b", "a@b", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "", None])
+@pytest.mark.parametrize("name", ["a/b", "a@b", "a b", "a\tb", "a\nb", "a\n", "a\x00b", "a\x7fb", "a:b", "a=b", "a;b",
+                                  "-a", "", None])
 def test_bad_names(name):
     with pytest.raises(ParameterError) as info:
         rbd.check_name("name", name, "image")

@@ -40,7 +40,7 @@ def test_unicast_mode_sorts_and_dedups_peers_and_turns_learning_off():
     ({"device": None}, "device"), ({"bridge": "vxlan100"}, "bridge"), ({"name": "a b"}, "name"),
     ({"remotes": ["2001:db8::1", "192.0.2.1"], "device": None}, "remotes"),
     ({"local": "ff05::1"}, "local"), ({"local": "192.0.2.1"}, "local"),
-    ({"addresses": ["::/0"]}, "addresses"), ({"addresses": ["2001:db8::1/64", "junk"]}, "addresses"),
+    ({"addresses": ["::/0"]}, "addresses[0]"), ({"addresses": ["2001:db8::1/64", "junk"]}, "addresses[1]"),
     ({"mtu": 1500}, "mtu"), ({"ttl": 256}, "ttl"), ({"dstport": 0}, "dstport"),
 ])
 def test_bad_values_name_their_parameter(extra, parameter):
