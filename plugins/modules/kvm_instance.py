@@ -60,7 +60,7 @@ options:
   instances:
     description:
       - Many VMs in one task, instead of I(name). Each entry is a dict of the options of one VM - I(name) and any
-        of the other options but I(uri) - or just a name (a string).
+        of the other options but I(uri) and I(timeout) - or just a name (a string).
       - An option an entry leaves out (or sets to null) is the top level's, which has the default; so what the
         VMs share (I(virt_type), I(ceph), I(shutdown_timeout), I(state=absent) to remove them) is given once.
       - A VM may be listed once. The results (I(instances)) are in the same order. An empty list does nothing.
@@ -81,6 +81,15 @@ options:
     description: The libvirt connection URI.
     type: str
     default: qemu:///system
+  timeout:
+    description:
+      - Seconds libvirt may take to answer. Opening the connection fails after that long, and once it is open,
+        libvirt's keepalive closes it when the daemon stops answering for about that long, so a hung libvirtd fails
+        the task instead of stalling the run.
+      - Not how long an operation may take (see I(shutdown_timeout) and I(wait_timeout)); a busy daemon still
+        answers keepalive probes.
+    type: int
+    default: 30
   virt_type:
     description:
       - The domain type, C(kvm) (hardware virtualisation) or C(qemu) (TCG, software emulation, for hosts where KVM
@@ -482,6 +491,7 @@ from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError, batch_entries, entry_options, within)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import HAS_RADOS, Clusters, connection_options
 from ansible_collections.hardway.cloud.plugins.module_utils.config_file import ConfigFile
+from ansible_collections.hardway.cloud.plugins.module_utils.libvirt_connection import open_connection
 
 try:
     import libvirt
@@ -568,10 +578,11 @@ ARGUMENT_SPEC = dict(
     shutdown_timeout=dict(type="int", default=60),
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="int", default=60),
+    timeout=dict(type="int", default=30),
     instances=dict(type="list", elements="raw"),
 )
 # an entry of instances: every option of one instance but the connection
-INSTANCE_OPTIONS = entry_options(ARGUMENT_SPEC, exclude=("uri", "instances"), required=("name",))
+INSTANCE_OPTIONS = entry_options(ARGUMENT_SPEC, exclude=("uri", "timeout", "instances"), required=("name",))
 
 
 class KvmInstance(HardwayModule):
@@ -587,12 +598,11 @@ class KvmInstance(HardwayModule):
         else:
             _check_timeouts(self.params)
             entries = [(None, self.params, logic.wanted(self.params))]
+        if self.params["timeout"] < 1:
+            raise ParameterError("timeout", "%d: must be 1 or more seconds" % self.params["timeout"])
         # libvirt prints every error on stderr unless a handler takes it
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        try:
-            conn = libvirt.open(self.params["uri"])
-        except libvirt.libvirtError as exc:
-            raise ModuleError("uri: cannot connect to %s: %s" % (self.params["uri"], exc), parameter="uri")
+        conn = open_connection(self.params["uri"], self.params["timeout"])
         host = self.module if local_uri(self.params["uri"]) else None
         clusters = Clusters()
         try:

@@ -241,6 +241,25 @@ def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(host, g
     assert snapshot() == before
 
 
+def test_a_hung_libvirtd_fails_the_run_after_the_timeout_and_a_rerun_converges(host, tmp_path):
+    """A fault: libvirtd hangs (stopped with SIGSTOP). The run fails naming
+    uri after the module's timeout instead of waiting for ever (module()
+    gives up on ansible after 300 s); once libvirtd answers again, a re-run
+    converges."""
+    host.run("systemctl start libvirtd")
+    pid = int(host.run("systemctl show -p MainPID --value libvirtd").stdout.strip())
+    assert pid > 1
+    host.run("kill -STOP %d" % pid)
+    try:
+        result = module(host, tmp_path, {"name": "kvmt-hung", "state": "absent", "timeout": 3})
+    finally:
+        host.run("kill -CONT %d" % pid)
+    assert result["failed"] and result.get("parameter") == "uri", result
+    assert "did not answer within 3 s" in result["msg"], result
+    result = module(host, tmp_path, {"name": "kvmt-hung", "state": "absent", "timeout": 3})
+    assert not result["failed"] and not result["changed"], result
+
+
 def loop_module(host, tmp_path, cases, name="kvm_instance"):
     """The results of a module run on hv1 once for each argument set of
     ``cases``, in one playbook run (failures kept)."""

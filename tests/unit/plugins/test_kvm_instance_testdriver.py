@@ -4,6 +4,7 @@ module as Ansible runs it for the cases one process shows."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -266,3 +267,24 @@ def test_a_bad_entry_fails_naming_it_before_anything_is_defined(entries, paramet
     assert result.get("failed") and not result.get("changed"), result
     assert result["parameter"] == parameter and result["msg"].startswith(parameter + ":"), result
     assert result["failed_entry"] == 1 and result["instances"] == [], result
+
+
+def test_a_daemon_that_never_answers_fails_the_run_after_the_timeout(tmp_path):
+    """What a hung libvirtd looks like to a client: its socket takes the
+    connection and nothing ever answers. The run fails naming uri after
+    timeout s (module() gives up on the process after 60 s)."""
+    path = str(tmp_path / "hung.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    try:
+        result = module(dict(BASE, uri="qemu+unix:///system?socket=" + path, timeout=2))
+    finally:
+        server.close()
+    assert result.get("failed") and result["parameter"] == "uri", result
+    assert "did not answer within 2 s" in result["msg"] and not result["changed"], result
+
+
+def test_a_timeout_below_one_second_is_refused():
+    result = module(dict(BASE, timeout=0))
+    assert result.get("failed") and result["parameter"] == "timeout" and not result["changed"], result
