@@ -82,6 +82,18 @@ def _not_dicts(spec, params, prefix=""):
     return found
 
 
+def _not_a_dict(spec, given, message):
+    """(parameter, message) naming where a dict was asked for and something
+    else was given, when Ansible's validation ``message`` is about that (it
+    says "dictionary requested" and no name); None otherwise."""
+    if not (message.startswith("dictionary requested") or "in the sub parameter field" in message):
+        return None
+    where = _not_dicts(spec, given)
+    if not where:
+        return None
+    return where[0], "must be a dict of options, not %r" % (_value_at(given, where[0]),)
+
+
 class _AnsibleModule(AnsibleModule):
     """AnsibleModule whose argument validation messages name the parameter
     (``parameter`` in the result, and at the start of the message when
@@ -103,11 +115,10 @@ class _AnsibleModule(AnsibleModule):
     def name_parameter(self, msg, kwargs):
         """``msg`` and ``kwargs`` of a failed argument validation with the parameter named."""
         given = getattr(self, "_given", None) or {}
-        if msg.startswith("dictionary requested") or "in the sub parameter field" in msg:
-            where = _not_dicts(self.argument_spec, given)
-            if where:
-                kwargs["parameter"] = where[0]
-                return "%s: must be a dict of options, not %r" % (where[0], _value_at(given, where[0])), kwargs
+        refusal = _not_a_dict(self.argument_spec, given, msg)
+        if refusal:
+            kwargs["parameter"] = refusal[0]
+            return "%s: %s" % refusal, kwargs
         where = entry_parameter(self.argument_spec, given, msg)
         if where:
             kwargs["parameter"] = where
@@ -260,11 +271,9 @@ def _batch_entry(module, top, where, item, entry_spec, key):
                              % ", ".join(sorted(entry_spec)))
     if result.error_messages:
         message = result.error_messages[0]
-        if message.startswith("dictionary requested") or "in the sub parameter field" in message:
-            not_dicts = _not_dicts(entry_spec, item)
-            if not_dicts:
-                raise ParameterError("%s.%s" % (where, not_dicts[0]), "must be a dict of options, not %r"
-                                     % (_value_at(item, not_dicts[0]),))
+        refusal = _not_a_dict(entry_spec, item, message)
+        if refusal:
+            raise ParameterError("%s.%s" % (where, refusal[0]), refusal[1])
         inner = entry_parameter(entry_spec, item, message) or parameter_of(message)
         raise ParameterError("%s.%s" % (where, inner) if inner else where, message)
     params = dict(top)
