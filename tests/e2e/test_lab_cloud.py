@@ -2,7 +2,8 @@
 instances answering on the edge's frontend, read back by the `cluster`
 inventory and reached through it; no secret in that run's output (at -vvv,
 with diffs), in a host's journal or in a file others can read; a second run
-changes nothing; an instance set to absent goes, and only it.
+changes nothing; an instance set to absent goes, and only it; two runs of
+tenants.yml started at once take turns and end consistent.
 
 One lab for the module, in the order a user would go; each test needs the
 ones before it.
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 import yaml
@@ -159,3 +161,39 @@ def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path
     assert before["web1"]["ansible_host"] in config and before["web2"]["ansible_host"] not in config
     again, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
     assert not any(r["changed"] for r in again.values()), output[-4000:]
+
+
+def test_two_tenant_runs_at_once_take_turns_and_end_consistent(built, tmp_path):
+    """Two operators start tenants.yml at the same moment, both adding the same
+    new instances (defined, not started: no boot needed). One run holds the
+    tenant lease while the other waits for it; each instance ends defined on
+    exactly one hypervisor with one root volume and one seed."""
+    state = built["state"]
+    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
+    new = [{"name": name, "tenant": "demo", "flavor": "small", "image": "debian12", "networks": ["net100"],
+            "state": "stopped"} for name in ("race1", "race2")]
+    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]] + new
+    extra = tmp_path / "race.json"
+    extra.write_text(json.dumps({"hardway_instances": instances}))
+    results = {}
+    runs = [threading.Thread(target=lambda key=key: results.update({key: playbook(
+        state, "tenants.yml", "-v", "-e", "@%s" % extra)})) for key in ("first", "second")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=3600)
+    assert sorted(results) == ["first", "second"], "a run failed (see the assertion above)"
+    waits = sorted(float(found) for _recap, output in results.values()
+                   for found in re.findall(r'^\s*"?waited"?: ([0-9.]+)', output, re.MULTILINE))
+    # each run takes the lease and gives it up (both report waited); one of them waited
+    assert len(waits) == 4 and waits[-2] == 0 and waits[-1] > 0, waits
+    defined = dict((host, domains(state, host)) for host in ("hv1", "hv2"))
+    for name in ("race1", "race2"):
+        assert sum(name in names for names in defined.values()) == 1, defined
+    volumes = ssh(state, "hv1", "rbd --id hypervisor ls vms").split()
+    for name in ("race1", "race2"):
+        assert volumes.count(name + "-root") == 1 and volumes.count(name + "-seed") == 1, volumes
+    lease = subprocess.run(["ssh", "-F", state["ssh_config"], "-o", "BatchMode=yes", "hv1",
+                            "rados --id hypervisor -p vms stat hardway.tenants"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert lease.returncode != 0 and "No such file" in lease.stderr, "the lease was not given up: %s" % lease.stdout

@@ -42,6 +42,13 @@ def load(name):
     return importlib.import_module("ansible_collections.hardway.cloud.plugins.modules." + name)
 
 
+def load_util(name):
+    """The collection's module_utils ``name``, imported as its modules import it."""
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    return importlib.import_module("ansible_collections.hardway.cloud.plugins.module_utils." + name)
+
+
 def argument_spec(name):
     """The argument spec of the collection's module ``name``."""
     module = load(name)
