@@ -121,10 +121,18 @@ class CephCluster:
 
     def rbd(self, *args, check=True):
         """The rbd CLI against this cluster (for checks from outside the module)."""
-        proc = subprocess.run(["rbd", "-c", self.conf, "-k", self.keyring, "--id", self.user] + list(args),
-                              capture_output=True, text=True, timeout=120, check=False)
+        return self._cli("rbd", args, check, text=True)
+
+    def rados(self, *args, check=True, input_bytes=None):
+        """The rados CLI on the pool (objects as bytes, for checks from outside the module)."""
+        return self._cli("rados", ("-p", self.pool) + args, check, input=input_bytes)
+
+    def _cli(self, tool, args, check, **run):
+        proc = subprocess.run([tool, "-c", self.conf, "-k", self.keyring, "--id", self.user] + list(args),
+                              capture_output=True, timeout=120, check=False, **run)
         if check and proc.returncode != 0:
-            raise AssertionError("rbd %s failed: %s" % (" ".join(args), proc.stderr))
+            stderr = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+            raise AssertionError("%s %s failed: %s" % (tool, " ".join(args), stderr))
         return proc
 
 

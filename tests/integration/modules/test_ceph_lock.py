@@ -7,7 +7,6 @@ check and diff mode; an object that is not a lease; and a generated corpus of
 bad input. Every lease a test names is unique and removed afterwards."""
 
 import json
-import subprocess
 import threading
 import time
 import types
@@ -35,23 +34,15 @@ class Leases:
     def run(self, check=False, diff=True, timeout=120, **extra):
         return run_module("ceph_lock", self.args(**extra), check=check, diff=diff, timeout=timeout)
 
-    def rados(self, *args, check=True, input_bytes=None):
-        proc = subprocess.run(["rados", "-c", self.ceph.conf, "-k", self.ceph.keyring, "--id", self.ceph.user,
-                               "-p", self.ceph.pool] + list(args), capture_output=True, timeout=60,
-                              input=input_bytes, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError("rados %s failed: %s" % (" ".join(args), proc.stderr.decode()))
-        return proc
-
     def stored(self):
         """The object's lease record as stored; None when there is no object."""
-        proc = self.rados("get", self.name, "-", check=False)
+        proc = self.ceph.rados("get", self.name, "-", check=False)
         if proc.returncode != 0:
             return None
         return json.loads(proc.stdout) if proc.stdout else {}
 
     def cleanup(self):
-        self.rados("rm", self.name, check=False)
+        self.ceph.rados("rm", self.name, check=False)
 
 
 @pytest.fixture
@@ -240,12 +231,12 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_only_broken_with_force(le
 
 
 def test_an_object_that_is_not_a_lease_is_refused_and_left_alone(leases):
-    leases.rados("put", leases.name, "-", input_bytes=b"someone else's data")
+    leases.ceph.rados("put", leases.name, "-", input_bytes=b"someone else's data")
     for args in ({"owner": "run-1"}, {"owner": "run-1", "state": "unlocked"}, {"state": "unlocked", "force": True}):
         result = leases.run(**args)
         assert result["failed"] and not result["changed"] and result["parameter"] == "name", result
         assert "not a lease" in result["msg"]
-    assert leases.rados("get", leases.name, "-").stdout == b"someone else's data"
+    assert leases.ceph.rados("get", leases.name, "-").stdout == b"someone else's data"
 
 
 def test_a_generated_corpus_of_bad_input_is_refused_naming_the_parameter(leases):
