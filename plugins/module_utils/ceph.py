@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import re
 
@@ -38,6 +39,24 @@ USER = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 # QEMU's rbd: targets (: and = separate options there), libvirt's XML, a
 # configuration file and a command line (no leading '-')
 NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
+
+
+def timed_out(exc):
+    """Whether a rados or rbd error is librados giving up on an operation
+    after its timeout (both bindings raise it with errno ETIMEDOUT)."""
+    return getattr(exc, "errno", None) in (errno.ETIMEDOUT, -errno.ETIMEDOUT)
+
+
+def osds_down(pool, timeout, doing):
+    """What to say when the OSDs did not answer ``doing`` something in ``pool``
+    (the monitors answered: the client is connected)."""
+    return ("the OSDs of pool %s did not answer within %d s (timeout)%s: are they up, and are the pool's placement "
+            "groups active?" % (pool, timeout, " " + doing if doing else ""))
+
+
+def explain(exc, pool, timeout, doing=""):
+    """A rados or rbd error as a message: a timeout names the OSDs."""
+    return osds_down(pool, timeout, doing) if timed_out(exc) else str(exc)
 
 
 def check_name(parameter, value, what):

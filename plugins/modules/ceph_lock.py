@@ -146,7 +146,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hardway.cloud.plugins.module_utils import lease as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import HardwayModule, ModuleError, ParameterError
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
-    HAS_RADOS, PACKAGES, Cluster, ceph_argument_spec, check_name, connection_options, rados)
+    HAS_RADOS, PACKAGES, Cluster, ceph_argument_spec, check_name, connection_options, osds_down, rados)
 
 # how often a held lease is read again while waiting for it
 POLL = 2.0
@@ -238,8 +238,7 @@ class Lease(object):
                               parameter="name")
 
     def osds_down(self, doing):
-        return ("the OSDs of pool %s did not answer within %d s (timeout) %s the lease %s: are they up, and are the "
-                "pool's placement groups active?" % (self.params["pool"], self.params["timeout"], doing, self.where))
+        return osds_down(self.params["pool"], self.params["timeout"], "%s the lease %s" % (doing, self.where))
 
     def swap(self, version, data):
         """Replace the object of ``version`` (None: there is none) with

@@ -407,7 +407,8 @@ from ansible_collections.hardway.cloud.plugins.module_utils import rbd as logic
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError, _AnsibleModule)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
-    HAS_RADOS, PACKAGES, Cluster, ceph_argument_spec, connection_options)
+    HAS_RADOS, PACKAGES, Cluster, ceph_argument_spec, connection_options, explain, osds_down, rados,
+    timed_out)
 
 try:
     import rbd
@@ -518,6 +519,12 @@ class CephRbdVolume(HardwayModule):
                     self._converge_volumes(wants)
                 else:
                     self._converge(wants[0])
+            except (rbd.Error, rados.Error) as exc:
+                # connected, so the monitors answered: what did not is the OSDs
+                if not timed_out(exc):
+                    raise
+                raise ModuleError(osds_down(", ".join(sorted(set(want["pool"] for want in wants))),
+                                            self.options["timeout"], "reading the images"))
             finally:
                 for ioctx in self.ioctxs.values():
                     ioctx.close()
@@ -651,7 +658,11 @@ class CephRbdVolume(HardwayModule):
             if isinstance(exc, (ParameterError, ModuleError)):
                 message = str(exc)
             else:
-                message = "%s failed: %s" % (logic.describe(want, actions[done]), exc)
+                message = "%s failed: %s" % (logic.describe(want, actions[done]),
+                                             explain(exc, want["pool"], self.options["timeout"]))
+            if timed_out(exc):
+                # the OSDs do not answer: the image cannot be read back either
+                raise _Failed(message + " (what the image is now cannot be read)", done, None, exc)
             raise _Failed(message, done, read_image(ioctx, want)[0], exc)
         finally:
             self._close()

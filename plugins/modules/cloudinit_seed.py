@@ -235,7 +235,7 @@ from ansible_collections.hardway.cloud.plugins.module_utils import cloudinit as 
 from ansible_collections.hardway.cloud.plugins.module_utils.base import (
     HardwayModule, ModuleError, ParameterError, batch_entries, entry_options, within)
 from ansible_collections.hardway.cloud.plugins.module_utils.ceph import (
-    HAS_RADOS, PACKAGES as CEPH_PACKAGES, Clusters, ceph_argument_spec, connection_options)
+    HAS_RADOS, PACKAGES as CEPH_PACKAGES, Clusters, ceph_argument_spec, connection_options, explain)
 from ansible_collections.hardway.cloud.plugins.module_utils.rbd import check_name, image_spec
 
 try:
@@ -381,6 +381,8 @@ class CloudinitSeed(HardwayModule):
                 watchers = [watcher["addr"] for watcher in handle.watchers_list()]
         except rbd.ImageNotFound:
             current, watchers = None, []
+        except rbd.Error as exc:
+            raise ModuleError("cannot read %s: %s" % (spec, explain(exc, pool, self.params["timeout"])))
         plan = {"kind": "rbd", "ioctx": ioctx, "name": name, "spec": spec, "label": spec, "header": "rbd:" + spec,
                 "state": params["state"], "current": current, "watchers": watchers, "params": params}
         if params["state"] == "absent":
@@ -457,13 +459,16 @@ class CloudinitSeed(HardwayModule):
                 handle.write(image, 0)
                 handle.flush()
         except rbd.Error as exc:
-            raise ModuleError("cannot write the seed into %s: %s" % (plan["spec"], exc))
+            raise ModuleError("cannot write the seed into %s: %s" % (plan["spec"], self._explain(exc, plan)))
 
     def _remove_rbd(self, plan):
         try:
             rbd.RBD().remove(plan["ioctx"], plan["name"])
         except rbd.Error as exc:
-            raise ModuleError("cannot remove %s: %s" % (plan["spec"], exc))
+            raise ModuleError("cannot remove %s: %s" % (plan["spec"], self._explain(exc, plan)))
+
+    def _explain(self, exc, plan):
+        return explain(exc, plan["ioctx"].name, self.params["timeout"])
 
     def _read(self, dest):
         try:

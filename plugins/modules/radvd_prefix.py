@@ -21,6 +21,8 @@ description:
   - radvd is reloaded only when the file changed, and started (and enabled) when the first stanza makes it
     needed; it is stopped when the last stanza is removed, since radvd refuses an empty configuration. If a
     reload leaves radvd dead, the previous file is put back and radvd restarted with it.
+  - With I(state=present), a radvd I(service) that is not running (stopped, or crashed) is started and enabled
+    even when the file is unchanged, since the prefixes are only advertised while radvd runs.
   - Concurrent runs on one host are serialised by a lock on the file.
 author: hardway.cloud developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -205,9 +207,13 @@ class Radvd(object):
         except (OSError, ValueError):
             return None
 
+    def supervised(self):
+        """Whether systemd runs radvd here (a service that can be started)."""
+        return self.module.get_bin_path("systemctl") is not None and os.path.isdir("/run/systemd/system")
+
     def _systemctl(self, *args):
         systemctl = self.module.get_bin_path("systemctl")
-        if systemctl is None or not os.path.isdir("/run/systemd/system"):
+        if not self.supervised():
             raise ModuleError("radvd cannot be reloaded: this host does not run systemd; give pid_file for a radvd "
                               "that runs outside a service manager", parameter="service")
         return self.module.run_command([systemctl] + list(args))
@@ -301,6 +307,8 @@ class RadvdPrefix(HardwayModule):
                                        "before_header": "%s: interface %s" % (params["config"], interface),
                                        "after_header": "%s: interface %s" % (params["config"], interface)}
             if not self.result["changed"]:
+                if after is not None and not params["pid_file"]:
+                    self._ensure_running(Radvd(self.module, params["service"], None))
                 return
             has_interfaces = bool(logic.interfaces(new_text))
             if self.check_mode:
@@ -324,6 +332,14 @@ class RadvdPrefix(HardwayModule):
                 except ModuleError as again:
                     restored = "the previous configuration was put back, but radvd still fails: %s" % again
                 raise ModuleError("%s; %s" % (exc, restored))
+
+    def _ensure_running(self, service):
+        """The file is as it should be; radvd advertises it only while it runs."""
+        if not service.supervised() or service.running():
+            return
+        self.result["changed"] = True
+        if not self.check_mode:
+            self.result["service_action"] = service.apply(True)
 
 
 def main():

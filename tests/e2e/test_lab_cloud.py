@@ -3,7 +3,10 @@ instances answering on the edge's frontend, read back by the `cluster`
 inventory and reached through it; no secret in that run's output (at -vvv,
 with diffs), in a host's journal or in a file others can read; a second run
 changes nothing; an instance set to absent goes, and only it; two runs of
-tenants.yml started at once take turns and end consistent.
+tenants.yml started at once take turns and end consistent; a component lost
+in the middle of a run (libvirtd, the OSD, the monitor, HAProxy, radvd) fails
+it naming the component or is brought back by it, and a re-run converges with
+the data unchanged.
 
 One lab for the module, in the order a user would go; each test needs the
 ones before it.
@@ -12,8 +15,10 @@ ones before it.
 import json
 import os
 import re
+import select
 import subprocess
 import threading
+import time
 
 import pytest
 import yaml
@@ -34,6 +39,55 @@ def playbook(state, name, *extra):
     recap = dict((m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
                                "failed": int(m.group(5))}) for m in RECAP.finditer(proc.stdout))
     return recap, proc.stdout
+
+
+PROMPT = re.compile(r"Perform task: TASK: (.+?) \(N\)o/\(y\)es/\(c\)ontinue: $")
+
+
+def stepped(state, name, at, fault, *extra):
+    """Run playbook ``name`` task by task (--step) and call ``fault()`` when
+    the task named ``at`` is next: a component lost in the middle of the run,
+    between two of its tasks. Returns (rc, recap, output)."""
+    proc = subprocess.Popen(["ansible-playbook", "--step", "-i", state["inventory"], "-i",
+                             os.path.join(ROOT, "inventories", "lab"), os.path.join(ROOT, "playbooks", name)]
+                            + list(extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=ROOT, env=dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    chunks, pending, met = [], "", False
+    deadline = time.monotonic() + 1800
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([proc.stdout], [], [], left)[0], \
+                "the run did not end:\n" + "".join(chunks)[-4000:]
+            chunk = os.read(proc.stdout.fileno(), 65536).decode(errors="replace")
+            if not chunk:
+                break
+            chunks.append(chunk)
+            pending += chunk
+            prompt = PROMPT.search(pending)
+            if prompt:
+                pending = ""
+                answer = "y\n"
+                if prompt.group(1) == at:
+                    fault()
+                    met, answer = True, "c\n"  # and no more steps
+                proc.stdin.write(answer.encode())
+                proc.stdin.flush()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(chunks)
+    assert met, "the run never came to the task %r:\n%s" % (at, output[-4000:])
+    recap = dict((m.group(1), {"changed": int(m.group(3)), "failed": int(m.group(5))})
+                 for m in RECAP.finditer(output))
+    return rc, recap, output
+
+
+def failures(output):
+    """The failed tasks' output, in order: each task's section with FAILED! in it."""
+    return [section for section in re.split(r"\n(?=TASK \[|PLAY RECAP)", output) if "FAILED!" in section]
 
 
 def ssh(state, host, command):
@@ -163,6 +217,66 @@ def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path
     assert not any(r["changed"] for r in again.values()), output[-4000:]
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as exc:
+    print("unreachable: %s" % exc)
+"""
+
+
+def connect(config, instance, address, port):
+    """What a TCP connection from ``instance`` to [address]:port meets: connected, refused (both: it reached
+    the host) or unreachable."""
+    command = "python3 -c 'exec(bytes.fromhex(\"%s\"))' %s %d" % (CONNECT.encode().hex(), address, port)
+    out = subprocess.run(["ansible", "-i", config, instance, "-o", "-m", "ansible.builtin.command", "-a", command],
+                         capture_output=True, text=True, timeout=300, check=False)
+    found = re.search(r"\(stdout\) (connected|refused|unreachable)", out.stdout)
+    assert found, out.stdout + out.stderr
+    return found.group(1)
+
+
+def dropped_between_networks(state):
+    chain = ssh(state, "edge1", "nft list chain inet hardway_isolation forward")
+    return int(re.search(r"counter packets (\d+) bytes \d+ drop", chain).group(1))
+
+
+def test_vms_on_two_tenant_networks_cannot_reach_each_other(built, tmp_path):
+    """A VM of another tenant booted on net200, next to web1 on net100 (edge1
+    routes both): neither reaches the other, either way, and the edge's drop
+    counter shows it; each still reaches its own gateway, and the edge reaches
+    both (the lab's ssh to them goes through it)."""
+    state = built["state"]
+    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
+    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+    instances.append({"name": "other200", "tenant": "other", "flavor": "small", "image": "debian12",
+                      "networks": ["net200"]})
+    extra = tmp_path / "other.json"
+    extra.write_text(json.dumps({"hardway_instances": instances}))
+    playbook(state, "tenants.yml", "-e", "@%s" % extra)
+    config = cloud.cluster_config(state)
+    found = cloud.instances(config)
+    web1, other = found["web1"]["ansible_host"], found["other200"]["ansible_host"]
+    assert other.startswith("2001:db8:200:0:"), other
+    deadline = time.monotonic() + 900  # it boots under TCG
+    while subprocess.run(["ansible", "-i", config, "other200", "-o", "-m", "ansible.builtin.ping"],
+                         capture_output=True, timeout=300, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "other200 did not answer"
+        time.sleep(10)
+    before = dropped_between_networks(state)
+    # web1 serves on port 80 and other200 runs sshd: across the networks, neither is met
+    assert connect(config, "other200", web1, 80) == "unreachable"
+    assert connect(config, "web1", other, 22) == "unreachable"
+    assert dropped_between_networks(state) > before
+    # each reaches its gateway, the edge's address on its own network (its sshd)
+    assert connect(config, "other200", "2001:db8:200::1", 22) in ("connected", "refused")
+    assert connect(config, "web1", "2001:db8:100::1", 22) in ("connected", "refused")
+
+
 def test_two_tenant_runs_at_once_take_turns_and_end_consistent(built, tmp_path):
     """Two operators start tenants.yml at the same moment, both adding the same
     new instances (defined, not started: no boot needed). One run holds the
@@ -197,3 +311,76 @@ def test_two_tenant_runs_at_once_take_turns_and_end_consistent(built, tmp_path):
                             "rados --id hypervisor -p vms stat hardway.tenants"],
                            capture_output=True, text=True, timeout=120, check=False)
     assert lease.returncode != 0 and "No such file" in lease.stderr, "the lease was not given up: %s" % lease.stdout
+
+
+def test_a_component_lost_in_the_middle_of_a_run_fails_it_clearly_and_a_rerun_converges(built, tmp_path):
+    """Each component is stopped between two tasks of a run that adds an
+    instance (defined, not started). libvirtd, the OSD and the monitor fail
+    the run naming them; a lease that could not be given up is named with how
+    to end it. HAProxy and radvd, which the roles run, are started again by
+    the run. After each, once the component is back, a run converges: the
+    instance defined once, with one root and one seed; a 4 MiB data volume
+    keeps its checksum throughout."""
+    state = built["state"]
+    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
+    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+    instances += [{"name": name, "tenant": "demo", "flavor": "small", "image": "debian12", "networks": ["net100"],
+                   "state": "stopped"} for name in ("race1", "race2")]
+    checksum = "rbd export --no-progress vms/faults-data - | sha256sum"
+    ssh(state, "stor1", "head -c 4194304 /dev/urandom | rbd import --no-progress - vms/faults-data")
+    before = ssh(state, "stor1", checksum)
+    libvirtd = ["libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket"]
+    osd_back = ("systemctl reset-failed ceph-osd@0; systemctl start ceph-osd@0; "
+                "until ceph pg stat | grep -Eq '^[0-9]+ pgs: [0-9]+ active\\+clean;'; do sleep 1; done")
+    faults = [
+        # (name, task it is lost before, host, stop, start, what the first failure says, the lease stays)
+        ("libvirt", "hardway.cloud.tenant : Instances", ("hv1", "hv2"), "systemctl stop " + " ".join(libvirtd),
+         "systemctl start " + " ".join(libvirtd[1:] + libvirtd[:1]), "libvirt", False),
+        ("osd", "hardway.cloud.tenant : Seeds of the instances (hostname, SSH keys, user data, network config)",
+         ("stor1",), "systemctl stop ceph-osd@0", osd_back,
+         "the OSDs of pool vms did not answer within 10 s (timeout)", True),
+        ("mon", "hardway.cloud.tenant : Volumes of the instances, cloned from their images and sized by their flavors",
+         ("stor1",), "systemctl stop ceph-mon@stor1", "systemctl start ceph-mon@stor1; timeout 120 ceph -s",
+         "are its monitors (mon_host) reachable and running?", True),
+    ]
+    extra = tmp_path / "faults.json"
+    for name, at, hosts, stop, start, says, lease_stays in faults:
+        instances.append({"name": "fault-" + name, "tenant": "demo", "flavor": "small", "image": "debian12",
+                          "networks": ["net100"], "state": "stopped"})
+        extra.write_text(json.dumps({"hardway_instances": instances, "tenant_ceph_timeout": 10}))
+        try:
+            rc, _recap, output = stepped(state, "tenants.yml", at, lambda: [ssh(state, host, stop) for host in hosts],
+                                         "-e", "@%s" % extra)
+        finally:
+            for host in hosts:
+                ssh(state, host, start)
+        failed = failures(output)
+        assert rc != 0 and failed and says in failed[0], "%s: %s" % (name, (failed or [output])[0][-3000:])
+        held = any("could not be given up" in section and "tenant_lock_break=true" in section for section in failed)
+        assert held == lease_stays, "%s: %s" % (name, failed)
+        recap, output = playbook(state, "tenants.yml", "-e", "@%s" % extra,
+                                 *(["-e", "tenant_lock_break=true"] if lease_stays else []))
+        defined = dict((host, domains(state, host)) for host in ("hv1", "hv2"))
+        assert sum("fault-" + name in names for names in defined.values()) == 1, defined
+        volumes = ssh(state, "hv1", "rbd --id hypervisor ls vms").split()
+        assert volumes.count("fault-%s-root" % name) == 1 and volumes.count("fault-%s-seed" % name) == 1, volumes
+        assert ssh(state, "stor1", checksum) == before, name
+
+    # HAProxy stopped before the frontends are written: the run writes them and starts it
+    extra.write_text(json.dumps({"hardway_instances": instances}))
+    rc, recap, output = stepped(state, "tenants.yml", "hardway.cloud.edge : Frontends",
+                                lambda: ssh(state, "edge1", "systemctl stop haproxy"), "-e", "@%s" % extra)
+    assert rc == 0 and recap["edge1"]["changed"] == 1, output[-4000:]
+    assert not recap["hv1"]["changed"] and not recap["hv2"]["changed"], output[-4000:]
+    assert ssh(state, "edge1", "systemctl is-active haproxy").strip() == "active"
+    assert ":80 " in ssh(state, "edge1", "ss -Hltn")
+    # radvd stopped before the advertisements are written: the run starts it
+    rc, recap, output = stepped(state, "network.yml", "hardway.cloud.network : Advertise the networks (SLAAC, DNS)",
+                                lambda: ssh(state, "edge1", "systemctl stop radvd"), "-v")
+    assert rc == 0 and recap["edge1"]["changed"] >= 1 and not recap["hv1"]["changed"], output[-4000:]
+    assert '"service_action": "started"' in output, output[-4000:]
+    assert ssh(state, "edge1", "systemctl is-active radvd").strip() == "active"
+    recap, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
+    assert not any(r["changed"] for r in recap.values()), output[-4000:]
+    assert ssh(state, "stor1", checksum) == before
+    ssh(state, "stor1", "rbd rm --no-progress vms/faults-data")

@@ -2,10 +2,12 @@
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -89,11 +91,37 @@ class CephCluster:
     """A Ceph cluster the machine reaches as a client: ``conf`` and ``keyring``
     are files on the machine for ``client.<user>``; ``pool`` is an RBD pool."""
 
-    def __init__(self, conf, keyring, user="admin", pool="vms"):
+    def __init__(self, conf, keyring, user="admin", pool="vms", storage=None):
         self.conf = conf
         self.keyring = keyring
         self.user = user
         self.pool = pool
+        # the lab that runs the cluster (its storage host is stor1), when known
+        self.storage = storage
+
+    @contextlib.contextmanager
+    def osd_stopped(self):
+        """The cluster's only OSD stopped for the block (its pool's I/O stalls),
+        started again at its end, also on failure, and waited for: every
+        placement group active again."""
+        if self.storage is None:
+            pytest.skip("the cluster's storage host is not known (HARDWAY_TEST_CEPH without HARDWAY_TEST_CEPH_LAB)")
+        self.storage.ssh("stor1", "systemctl stop ceph-osd@0")
+        try:
+            yield
+        finally:
+            # Ceph's unit allows three starts in 30 minutes
+            self.storage.ssh("stor1", "systemctl reset-failed ceph-osd@0; systemctl start ceph-osd@0")
+            deadline = time.monotonic() + 180
+            while True:
+                stat = json.loads(self._cli("ceph", ("pg", "stat", "--format", "json"), True, text=True).stdout)
+                states = stat.get("pg_summary", stat).get("num_pg_by_state", [])
+                # "stale": no OSD has reported on it since it came back
+                if states and all("active" in entry["name"].split("+") and "stale" not in entry["name"].split("+")
+                                  for entry in states):
+                    break
+                assert time.monotonic() < deadline, "the OSD is not back: %s" % stat
+                time.sleep(1)
 
     def connection(self):
         """The module options that reach this cluster."""
@@ -154,7 +182,7 @@ def cloud(tmp_path_factory):
     name = lab_name("cloud")
     try:
         state, conf, keyring = ceph_lab.up(name, str(tmp_path_factory.mktemp("cloud")), hypervisor=True)
-        made = Cloud(state, CephCluster(conf, keyring))
+        made = Cloud(state, CephCluster(conf, keyring, storage=Lab(state)))
         try:
             yield made
         finally:
@@ -174,8 +202,12 @@ def hypervisor(cloud):
 def ceph(request):
     """A real Ceph cluster for module tests: the cloud's, with the machine as
     its admin client. HARDWAY_TEST_CEPH=<dir> (holding ceph.conf and
-    ceph.client.admin.keyring) uses a cluster that already runs instead."""
+    ceph.client.admin.keyring) uses a cluster that already runs instead, and
+    HARDWAY_TEST_CEPH_LAB=<lab> names the lab that runs it (for the tests that
+    stop its OSD)."""
     existing = os.environ.get("HARDWAY_TEST_CEPH")
     if existing:
-        return CephCluster(os.path.join(existing, "ceph.conf"), os.path.join(existing, "ceph.client.admin.keyring"))
+        storage = os.environ.get("HARDWAY_TEST_CEPH_LAB")
+        return CephCluster(os.path.join(existing, "ceph.conf"), os.path.join(existing, "ceph.client.admin.keyring"),
+                           storage=Lab(lab.load_state(storage)) if storage else None)
     return request.getfixturevalue("cloud").ceph

@@ -50,3 +50,23 @@ def test_argument_spec_merges_the_connection_options():
     assert spec["pool"] == {"type": "str", "required": True}
     assert spec["user"]["aliases"] == ["client"] and spec["conf"]["default"] == "/etc/ceph/ceph.conf"
     assert spec["timeout"]["default"] == 30 and "pool" not in ceph.CEPH_ARGUMENT_SPEC
+
+
+class _Error(Exception):
+    """What the rados and rbd bindings raise: an exception carrying errno."""
+
+    def __init__(self, message, errno):
+        super().__init__(message)
+        self.errno = errno
+
+
+def test_a_timeout_names_the_osds_of_the_pool_and_other_errors_stay_as_they_are():
+    # both bindings raise ETIMEDOUT (110) when librados gives up, rbd as a negative errno in places
+    for errno in (110, -110):
+        message = ceph.explain(_Error("[errno 110] RBD operation timeout", errno), "vms", 10, "reading vm1-root")
+        assert message == ("the OSDs of pool vms did not answer within 10 s (timeout) reading vm1-root: are they up, "
+                           "and are the pool's placement groups active?")
+    message = ceph.explain(_Error("x", 110), "vms", 10)
+    assert message.startswith("the OSDs of pool vms did not answer within 10 s (timeout): "), message
+    assert ceph.explain(_Error("[errno 2] no such image", 2), "vms", 10) == "[errno 2] no such image"
+    assert not ceph.timed_out(ValueError("no errno"))
