@@ -31,14 +31,32 @@ SPEC = os.path.join(ROOT, "lab", "topologies", "cloud.yml")
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
+def command(state, name, *extra):
+    """ansible-playbook running playbooks/``name`` on the lab cloud, with its data."""
+    return (["ansible-playbook", "-i", state["inventory"], "-i", os.path.join(ROOT, "inventories", "lab"),
+             os.path.join(ROOT, "playbooks", name)] + list(extra))
+
+
+def recap_of(output):
+    return dict((m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
+                              "failed": int(m.group(5))}) for m in RECAP.finditer(output))
+
+
 def playbook(state, name, *extra):
-    proc = subprocess.run(["ansible-playbook", "-i", state["inventory"], "-i", os.path.join(ROOT, "inventories", "lab"),
-                           os.path.join(ROOT, "playbooks", name)] + list(extra),
-                          capture_output=True, text=True, timeout=3600, check=False, cwd=ROOT)
+    proc = subprocess.run(command(state, name, *extra), capture_output=True, text=True, timeout=3600, check=False,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    recap = dict((m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
-                               "failed": int(m.group(5))}) for m in RECAP.finditer(proc.stdout))
-    return recap, proc.stdout
+    return recap_of(proc.stdout), proc.stdout
+
+
+def lab_instances(*stopped):
+    """The lab's hardway_instances as the tests leave them: web2 removed, and
+    the instances named in ``stopped`` added, defined but not started."""
+    with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8") as src:
+        data = yaml.safe_load(src)
+    return ([dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+            + [{"name": name, "tenant": "demo", "flavor": "small", "image": "debian12", "networks": ["net100"],
+                "state": "stopped"} for name in stopped])
 
 
 PROMPT = re.compile(r"Perform task: TASK: (.+?) \(N\)o/\(y\)es/\(c\)ontinue: $")
@@ -48,10 +66,9 @@ def stepped(state, name, at, fault, *extra):
     """Run playbook ``name`` task by task (--step) and call ``fault()`` when
     the task named ``at`` is next: a component lost in the middle of the run,
     between two of its tasks. Returns (rc, recap, output)."""
-    proc = subprocess.Popen(["ansible-playbook", "--step", "-i", state["inventory"], "-i",
-                             os.path.join(ROOT, "inventories", "lab"), os.path.join(ROOT, "playbooks", name)]
-                            + list(extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            cwd=ROOT, env=dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    proc = subprocess.Popen(command(state, name, "--step", *extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT,
+                            env=dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
     chunks, pending, met = [], "", False
     deadline = time.monotonic() + 1800
     try:
@@ -80,9 +97,7 @@ def stepped(state, name, at, fault, *extra):
             proc.wait()
     output = "".join(chunks)
     assert met, "the run never came to the task %r:\n%s" % (at, output[-4000:])
-    recap = dict((m.group(1), {"changed": int(m.group(3)), "failed": int(m.group(5))})
-                 for m in RECAP.finditer(output))
-    return rc, recap, output
+    return rc, recap_of(output), output
 
 
 def failures(output):
@@ -197,8 +212,7 @@ def test_an_instance_set_to_absent_goes_and_nothing_else_changes(built, tmp_path
     before = cloud.instances(cloud.cluster_config(state))
     web2_host = before["web2"]["hardway_vm_hypervisor"]
     web1_uuid = before["web1"]["hardway_vm_uuid"]
-    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
-    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+    instances = lab_instances()
     extra = tmp_path / "absent.json"
     extra.write_text(json.dumps({"hardway_instances": instances}))
     recap, output = playbook(state, "tenants.yml", "-e", "@%s" % extra)
@@ -251,8 +265,7 @@ def test_vms_on_two_tenant_networks_cannot_reach_each_other(built, tmp_path):
     counter shows it; each still reaches its own gateway, and the edge reaches
     both (the lab's ssh to them goes through it)."""
     state = built["state"]
-    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
-    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
+    instances = lab_instances()
     instances.append({"name": "other200", "tenant": "other", "flavor": "small", "image": "debian12",
                       "networks": ["net200"]})
     extra = tmp_path / "other.json"
@@ -283,10 +296,7 @@ def test_two_tenant_runs_at_once_take_turns_and_end_consistent(built, tmp_path):
     tenant lease while the other waits for it; each instance ends defined on
     exactly one hypervisor with one root volume and one seed."""
     state = built["state"]
-    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
-    new = [{"name": name, "tenant": "demo", "flavor": "small", "image": "debian12", "networks": ["net100"],
-            "state": "stopped"} for name in ("race1", "race2")]
-    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]] + new
+    instances = lab_instances("race1", "race2")
     extra = tmp_path / "race.json"
     extra.write_text(json.dumps({"hardway_instances": instances}))
     results = {}
@@ -322,10 +332,7 @@ def test_a_component_lost_in_the_middle_of_a_run_fails_it_clearly_and_a_rerun_co
     instance defined once, with one root and one seed; a 4 MiB data volume
     keeps its checksum throughout."""
     state = built["state"]
-    data = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"), encoding="utf-8"))
-    instances = [dict(i, state="absent") if i["name"] == "web2" else i for i in data["hardway_instances"]]
-    instances += [{"name": name, "tenant": "demo", "flavor": "small", "image": "debian12", "networks": ["net100"],
-                   "state": "stopped"} for name in ("race1", "race2")]
+    instances = lab_instances("race1", "race2")
     checksum = "rbd export --no-progress vms/faults-data - | sha256sum"
     ssh(state, "stor1", "head -c 4194304 /dev/urandom | rbd import --no-progress - vms/faults-data")
     before = ssh(state, "stor1", checksum)
